@@ -1,0 +1,258 @@
+"""The one Celery Task base class that runs every handler under the v1 contract.
+
+Around ``handler.execute`` it re-checks the job on the worker, drives the state machine
+(queued → assigned → running → terminal), enforces the time limit, watches for cancellation,
+retries recoverable failures, settles idempotency keys, measures cpu and memory, and turns
+every outcome into a result document saved through the result backend.
+"""
+
+from __future__ import annotations
+
+import resource
+import traceback
+from datetime import datetime
+from functools import cached_property
+from typing import Any, ClassVar
+
+from celery import Task
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+
+from app import __version__
+from app.backend import GuestkitBackend
+from app.context import JobContext
+from app.errors import ErrorCode, JobError, JobFailed, ValidationFailed
+from app.handler import Handler
+from app.interrupts import CancelRequested, cancel_watch, kill_children
+from app.protocol import SEMVER, JobDocument
+from app.results import ErrorInfo, Metrics, ResultDocument, failure_result, replayed_result, success_result
+from app.settings import Settings
+from app.states import JobState, JobStatus, utc_now
+from app.validation import validate
+
+_STATUS_FOR_CODE = {ErrorCode.TIMEOUT: "timeout", ErrorCode.CANCELLED: "cancelled"}
+
+
+class JobTask(Task):
+    """Base of the task made for each handler; the task is named after the operation."""
+
+    handler_class: ClassVar[type[Handler]]
+    typing = False
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True  # the task saves its own result (save_final), once
+    store_errors_even_if_ignored = True  # but hard time limits and revokes reach the backend
+    throws = (JobFailed,)  # an expected outcome, logged without a traceback
+
+    @cached_property
+    def settings(self) -> Settings:
+        return Settings.from_conf(self.app.conf)
+
+    @property
+    def results(self) -> GuestkitBackend:
+        backend = self.backend
+        assert isinstance(backend, GuestkitBackend), "result_backend must be guestkit://"
+        return backend
+
+    def run(self, document: dict[str, Any]) -> dict[str, Any]:
+        job_id = self.request.id
+        store = self.results.store
+        try:
+            job = validate(document, timeout_ceiling=self.settings.timeout_ceiling,
+                           payload_models={self.name: self.handler_class.payload_models})
+        except ValidationFailed as exc:
+            self._ensure_known(job_id, document)
+            return self._fail(job_id, exc, phase="validation")
+        if job.job_id != job_id:
+            raise Ignore()  # not published by us: task id and job_id always agree
+        status = self._ensure_known(job_id, document)
+        if status.terminal:
+            raise Ignore()  # a redelivery of a job that already ended: nothing to do
+        status = self._recover_interrupted(job, status)
+        if status.terminal:
+            raise Ignore()
+        if status.state is JobState.QUEUED:
+            status = store.update(job_id, lambda s: s.advance(JobState.ASSIGNED, worker_id=self._worker_id))
+        try:
+            self._precheck(job)
+            replay = self._settle_key(job)
+        except JobError as exc:
+            return self._fail(job_id, exc, phase="validation", status=status)
+        status = store.update(job_id, lambda s: s.advance(JobState.RUNNING, worker_id=self._worker_id))
+        if replay is not None:
+            self.results.save_final(replay)
+            return replay
+        return self._execute(job, status)
+
+    # --- steps ------------------------------------------------------------------------------
+    @property
+    def _worker_id(self) -> str:
+        return self.request.hostname or self.settings.worker_id
+
+    def _ensure_known(self, job_id: str, document: dict[str, Any]) -> JobStatus:
+        """The job's status, created as queued if it was published without our API."""
+        store = self.results.store
+        status = store.get(job_id)
+        if status is None:
+            execution = document.get("execution") if isinstance(document.get("execution"), dict) else {}
+            fresh = JobStatus(job_id=job_id, operation=self.name,
+                              max_attempts=_int(execution.get("max_attempts"), 1),
+                              attempt=_int(execution.get("attempt"), 1),
+                              idempotency_key=execution.get("idempotency_key"))
+            store.create(fresh.advance(JobState.QUEUED, reason="published without the platform API"))
+            status = store.get(job_id)
+            assert status is not None
+        return status
+
+    def _recover_interrupted(self, job: JobDocument, status: JobStatus) -> JobStatus:
+        """A delivery that finds its job assigned or running: the previous worker died."""
+        store = self.results.store
+        if status.state is JobState.RUNNING:
+            earlier = self.results.read_result(job.job_id)
+            if earlier is not None:  # died after writing the result, before the state
+                return self.results.save_final(earlier)
+            if status.attempt >= job.execution.max_attempts:
+                error = JobError(ErrorCode.WORKER_LOST,
+                                 f"the worker running attempt {status.attempt} of {job.execution.max_attempts} "
+                                 "was lost (killed or crashed); no attempts left",
+                                 details={"attempts": status.attempt}, recoverable=False)
+                self._fail(job.job_id, error, phase="execution", status=status, raise_=False)
+                return store.get(job.job_id)  # type: ignore[return-value]
+            status = store.update(job.job_id, lambda s: s.retry(reason="worker lost"))
+        return status
+
+    def _precheck(self, job: JobDocument) -> None:
+        now = utc_now()
+        if job.execution.deadline is not None and now > job.execution.deadline:
+            raise JobError(ErrorCode.DEADLINE_EXCEEDED,
+                           f"the job was not started before its deadline {job.execution.deadline.isoformat()}",
+                           details={"deadline": job.execution.deadline.isoformat(), "now": now.isoformat()})
+        if self.results.store.cancel_requested(job.job_id):
+            raise JobError(ErrorCode.CANCELLED, "the job was cancelled before it started")
+        missing = self._unmet_constraints(job)
+        if missing:
+            raise JobError(ErrorCode.CAPABILITY_MISMATCH,
+                           f"worker {self._worker_id} cannot run this job: {'; '.join(missing)}",
+                           details={"unmet": missing, "worker_id": self._worker_id})
+
+    def _unmet_constraints(self, job: JobDocument) -> list[str]:
+        constraints = job.constraints
+        if constraints is None:
+            return []
+        offered = set(self.settings.capabilities) | set(self.handler_class.features) | {self.name}
+        unmet = [f"capability {c!r} missing" for c in constraints.required_capabilities if c not in offered]
+        unmet += [f"feature {f!r} missing" for f in constraints.required_features if f not in offered]
+        if constraints.minimum_worker_version and _semver_key(__version__) < _semver_key(
+                constraints.minimum_worker_version):
+            unmet.append(f"worker version {__version__} is older than {constraints.minimum_worker_version}")
+        if constraints.allowed_worker_pools is not None and not (
+                set(constraints.allowed_worker_pools) & set(self.settings.pools)):
+            unmet.append(f"worker pools {self.settings.pools} not in {constraints.allowed_worker_pools}")
+        if constraints.require_privileged and not self.settings.privileged:
+            unmet.append("the job needs a privileged worker")
+        return unmet
+
+    def _settle_key(self, job: JobDocument) -> dict[str, Any] | None:
+        """Hold the job's idempotency key; return the replayed result if an earlier job completed."""
+        key = job.idempotency_key
+        if key is None:
+            return None
+        claim = self.results.store.claim_key(key, job.job_id)
+        if claim.won_by(job.job_id):
+            return None
+        if claim.holder_state is JobState.COMPLETED:
+            earlier = self.results.read_result(claim.holder)
+            if earlier is not None:
+                return replayed_result(earlier, job.job_id)
+        raise_duplicate(job, claim.holder)
+        return None  # unreachable
+
+    def _execute(self, job: JobDocument, status: JobStatus) -> dict[str, Any]:
+        handler = self.handler_class()
+        model = self.handler_class.payload_models[job.payload.version]
+        ctx = JobContext(job, status.attempt, self.results.store, allowed_dirs=self.settings.allowed_dirs,
+                         work_root=self.settings.work_dir, send_event=self._send_progress_event)
+        started = status.started_at or utc_now()
+        before = _usage()
+        phase = "execution"
+        try:
+            payload = model.model_validate(job.payload.data)
+            with cancel_watch(ctx.cancel_requested):
+                outcome = handler.execute(ctx, payload)
+        except SoftTimeLimitExceeded:
+            kill_children()
+            error = JobError(ErrorCode.TIMEOUT, f"the job ran longer than its timeout of "
+                             f"{job.execution.timeout_seconds} s and was stopped",
+                             details={"timeout_seconds": job.execution.timeout_seconds})
+        except CancelRequested:
+            kill_children()
+            error = JobError(ErrorCode.CANCELLED, "the job was cancelled while it ran", recoverable=False)
+        except JobError as exc:
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a result, never a bare traceback
+            error = JobError(ErrorCode.EXECUTION_ERROR, f"{type(exc).__name__}: {exc}",
+                             details={"exception": type(exc).__name__,
+                                      "traceback": traceback.format_exc(limit=-8).splitlines()[-12:]})
+        else:
+            metrics = _metrics(before, outcome.disk_read_bytes, outcome.disk_write_bytes)
+            doc = success_result(
+                job.job_id, worker_id=self._worker_id, started_at=started, finished_at=utc_now(),
+                attempt=status.attempt, idempotency_key=job.idempotency_key, data=outcome.data,
+                primary=outcome.primary, artifacts=outcome.artifacts, metrics=metrics,
+                observability=job.observability_dict,
+            )
+            self.results.save_final(doc)
+            ctx.cleanup()
+            return doc.to_dict()
+        ctx.cleanup()
+        if error.recoverable and error.code is not ErrorCode.TIMEOUT and status.attempt < job.execution.max_attempts:
+            self._retry(job, status, error)
+        return self._fail(job.job_id, error, phase=error.phase or phase, status=status, started=started,
+                          metrics=_metrics(before), job=job)
+
+    def _retry(self, job: JobDocument, status: JobStatus, error: JobError) -> None:
+        self.results.store.update(job.job_id, lambda s: s.retry(reason=f"{error.code}: {error.message}"))
+        countdown = self.settings.retry_backoff * 2 ** (status.attempt - 1)
+        raise self.retry(countdown=countdown, max_retries=None, exc=error)
+
+    def _fail(self, job_id: str, error: JobError, *, phase: str, status: JobStatus | None = None,
+              started: datetime | None = None, metrics: Metrics | None = None, job: JobDocument | None = None,
+              raise_: bool = True) -> dict[str, Any]:
+        status = status or self.results.store.get(job_id)
+        doc: ResultDocument = failure_result(
+            job_id, ErrorInfo.from_job_error(error, phase), status=_STATUS_FOR_CODE.get(error.code, "failed"),
+            worker_id=self._worker_id, started_at=started or (status.started_at if status else None),
+            finished_at=utc_now(), attempt=status.attempt if status else 1,
+            idempotency_key=status.idempotency_key if status else None, metrics=metrics,
+            observability=job.observability_dict if job else {},
+        )
+        self.results.save_final(doc)
+        if raise_:
+            raise JobFailed(doc.to_dict())
+        return doc.to_dict()
+
+    def _send_progress_event(self, type_: str, **fields: Any) -> None:
+        if self.app.conf.worker_send_task_events:
+            self.send_event(type_, **fields)
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _semver_key(version: str) -> tuple[int, int, int]:
+    match = SEMVER.match(version)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else (0, 0, 0)
+
+
+def _usage() -> tuple[float, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def _metrics(before: tuple[float, float], read: int | None = None, written: int | None = None) -> Metrics:
+    after = _usage()
+    peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return Metrics(cpu_seconds=round(sum(after) - sum(before), 6), peak_memory_mb=round(peak_kb / 1024, 1),
+                   disk_read_bytes=read, disk_write_bytes=written)

@@ -1,0 +1,193 @@
+"""The Python API: submit jobs, follow them, cancel them.
+
+    from app.api import submit
+    handle = submit("jobs/test-echo-001.json")
+    print(handle.result(timeout=30))
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kombu import Queue
+
+from app.errors import ErrorCode, JobError
+from app.protocol import JobDocument
+from app.results import ErrorInfo, failure_result
+from app.states import InvalidTransition, JobState, JobStatus, utc_now
+from app.validation import validate
+
+MAX_PRIORITY = 10
+
+
+class CancelRefused(Exception):
+    """The job cannot be cancelled (not cancellable, or already ended)."""
+
+
+class SubmitFailed(Exception):
+    """The job was valid but could not be handed to the broker."""
+
+
+def _platform():
+    from app.celery import app, registry
+
+    return app, registry
+
+
+def _backend():
+    app, _ = _platform()
+    return app.backend
+
+
+@dataclass(frozen=True)
+class JobHandle:
+    job_id: str
+
+    def status(self) -> JobStatus | None:
+        return status(self.job_id)
+
+    def progress(self) -> list[dict[str, Any]]:
+        return _backend().store.progress(self.job_id)
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """The result document once the job has ended (completed or not).
+
+        Raises ``TimeoutError`` if it has not ended within ``timeout`` seconds.
+        """
+        backend = _backend()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            doc = backend.read_result(self.job_id)
+            if doc is not None:
+                return doc
+            if deadline is not None and time.monotonic() >= deadline:
+                current = self.status()
+                raise TimeoutError(f"job {self.job_id} has not ended after {timeout} s "
+                                   f"(state: {current.state if current else 'unknown'})")
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.1)
+
+    def cancel(self) -> JobStatus:
+        return cancel(self.job_id)
+
+
+def submit(source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[str], *,
+           wait: bool = False, timeout: float | None = None) -> JobHandle:
+    """Validate and queue a job; with ``wait``, return once it has ended.
+
+    Raises ``ValidationFailed`` for an invalid document (nothing is queued then) and
+    ``SubmitFailed`` when the broker cannot be reached. Submitting a job_id that exists
+    returns the existing job's handle: it is executed once.
+    """
+    app, registry = _platform()
+    backend = app.backend
+    store = backend.store
+    settings = backend.settings
+    document = source.to_dict() if isinstance(source, JobDocument) else source
+    job = validate(document, timeout_ceiling=settings.timeout_ceiling, payload_models=registry.payload_models)
+    handle = JobHandle(job.job_id)
+    fresh = JobStatus(job_id=job.job_id, operation=job.operation, attempt=job.execution.attempt,
+                      max_attempts=job.execution.max_attempts, idempotency_key=job.idempotency_key,
+                      cancellable=job.execution.cancellable)
+    if not store.create(fresh):
+        return handle
+    if job.idempotency_key is not None:
+        claim = store.claim_key(job.idempotency_key, job.job_id)
+        if not claim.won_by(job.job_id) and claim.holder_state is not JobState.COMPLETED:
+            _fail_duplicate(job, claim.holder)
+            return handle
+    store.update(job.job_id, lambda s: s.advance(JobState.QUEUED))
+    try:
+        publish(job)
+    except Exception as exc:  # the broker is down or refuses: say so, do not leave a queued ghost
+        error = JobError(ErrorCode.EXECUTION_ERROR, f"could not queue the job: {type(exc).__name__}: {exc}",
+                         details={"broker": app.connection_for_write().as_uri()}, recoverable=True)
+        backend.save_final(failure_result(job.job_id, ErrorInfo.from_job_error(error, "submission"),
+                                          finished_at=utc_now(), attempt=job.execution.attempt,
+                                          idempotency_key=job.idempotency_key))
+        raise SubmitFailed(error.message) from exc
+    if wait:
+        handle.result(timeout)
+    return handle
+
+
+def publish(job: JobDocument) -> None:
+    """Send the job to the broker: task named after the operation, task id = job_id."""
+    app, _ = _platform()
+    pool = _pool_for(job, app.conf.guestkit_pools[0])
+    timeout = job.execution.timeout_seconds
+    app.send_task(
+        job.operation, args=[job.to_dict()], task_id=job.job_id,
+        queue=Queue(pool, routing_key=pool, queue_arguments={"x-max-priority": MAX_PRIORITY}),
+        priority=broker_priority(job.execution.priority, app.conf.broker_url),
+        soft_time_limit=timeout, time_limit=timeout + app.conf.guestkit_timeout_grace,
+    )
+
+
+def broker_priority(priority: int, broker_url: str) -> int:
+    """The contract's 1-10 (higher first) as the broker wants it: Redis sorts the other way."""
+    return MAX_PRIORITY - priority if broker_url.startswith(("redis", "rediss")) else priority
+
+
+def _pool_for(job: JobDocument, default: str) -> str:
+    if job.routing is not None and job.routing.worker_pool:
+        return job.routing.worker_pool
+    if job.constraints is not None and job.constraints.allowed_worker_pools:
+        return job.constraints.allowed_worker_pools[0]
+    return default
+
+
+def _fail_duplicate(job: JobDocument, holder: str) -> None:
+    error = JobError(ErrorCode.DUPLICATE_IN_PROGRESS,
+                     f"job {holder} with the same idempotency key {job.idempotency_key!r} is still in progress",
+                     details={"holder": holder, "idempotency_key": job.idempotency_key}, recoverable=True)
+    _backend().save_final(failure_result(
+        job.job_id, ErrorInfo.from_job_error(error, "submission"), finished_at=utc_now(),
+        attempt=job.execution.attempt, idempotency_key=job.idempotency_key,
+        observability=job.observability_dict))
+
+
+def status(job_id: str) -> JobStatus | None:
+    """The job's state, history and latest progress event; None for an unknown job."""
+    store = _backend().store
+    current = store.get(job_id)
+    if current is None:
+        return None
+    return current.model_copy(update={"progress": store.latest_progress(job_id)})
+
+
+def list_jobs(state: JobState | str | None = None) -> list[JobStatus]:
+    return _backend().store.list(JobState(state) if state is not None else None)
+
+
+def cancel(job_id: str) -> JobStatus:
+    """Cancel a queued job (it will never start) or ask a running one to stop.
+
+    Raises ``CancelRefused`` for a job that is not cancellable or has already ended.
+    """
+    app, _ = _platform()
+    backend = app.backend
+    store = backend.store
+    current = store.get(job_id)
+    if current is None:
+        raise KeyError(f"no job {job_id}")
+    if current.terminal:
+        raise CancelRefused(f"job {job_id} has already ended ({current.state}); nothing to cancel")
+    if not current.cancellable:
+        raise CancelRefused(f"job {job_id} is not cancellable (execution.cancellable is false)")
+    store.request_cancel(job_id)
+    if current.state in (JobState.PENDING, JobState.QUEUED):
+        error = JobError(ErrorCode.CANCELLED, "the job was cancelled before it started", recoverable=False)
+        try:
+            backend.save_final(failure_result(job_id, ErrorInfo.from_job_error(error, "queued"),
+                                              status="cancelled", finished_at=utc_now(),
+                                              attempt=current.attempt, idempotency_key=current.idempotency_key))
+        except InvalidTransition:
+            pass  # a worker took it meanwhile: it sees the request and stops
+    app.control.revoke(job_id)
+    return store.get(job_id)  # type: ignore[return-value]

@@ -1,0 +1,153 @@
+"""Celery result backend over the job store: ``result_backend = "guestkit://"``.
+
+Registered under the ``celery.result_backends`` entry point. Final results are the files
+``<results_dir>/<job_id>-result.json`` (written atomically); every other state is read from
+the job store, so ``AsyncResult(job_id)`` shows queued, assigned, running and PROGRESS too.
+
+Celery states: completed → SUCCESS; failed and timeout → FAILURE; cancelled → REVOKED
+(both raise ``JobFailed`` from ``get()``, carrying the result document).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from celery import states as celery_states
+from celery.backends.base import KeyValueStoreBackend
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+
+from app.atomic import write_atomic
+from app.errors import ErrorCode, JobFailed
+from app.results import ErrorInfo, ResultDocument, failure_result
+from app.settings import Settings
+from app.states import InvalidTransition, JobState, JobStatus, utc_now
+from app.store import JobStore, open_store
+
+#: our state → Celery state
+CELERY_STATE = {
+    JobState.PENDING: celery_states.PENDING,
+    JobState.QUEUED: "QUEUED",
+    JobState.ASSIGNED: "ASSIGNED",
+    JobState.RUNNING: "RUNNING",
+    JobState.COMPLETED: celery_states.SUCCESS,
+    JobState.FAILED: celery_states.FAILURE,
+    JobState.TIMEOUT: celery_states.FAILURE,
+    JobState.CANCELLED: celery_states.REVOKED,
+}
+PROGRESS = "PROGRESS"
+
+
+class GuestkitBackend(KeyValueStoreBackend):
+    def __init__(self, app: Any = None, url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(app=app, url=url, **kwargs)
+        self.url = url or "guestkit://"
+        self.settings = Settings.from_conf(self.app.conf)
+        self.store: JobStore = open_store(self.settings.store_url)
+        self.settings.results_dir.mkdir(parents=True, exist_ok=True)
+        self._kv = Path(self.settings.home) / "kv"
+
+    def __reduce__(self, args: tuple = (), kwargs: dict | None = None):
+        return super().__reduce__(args, dict(kwargs or {}, url=self.url))
+
+    # --- final results --------------------------------------------------------------------
+    def save_final(self, result: ResultDocument | dict[str, Any]) -> JobStatus:
+        """Write the result file, then move the job to its terminal state.
+
+        In that order: a worker that dies in between leaves a running job whose result exists,
+        which the next delivery completes; the reverse order could lose the result.
+        """
+        doc = result.to_dict() if isinstance(result, ResultDocument) else result
+        job_id = doc["job_id"]
+        state = JobState(doc["status"])
+        current = self.store.get(job_id)
+        if current is not None and current.terminal:
+            return current  # terminal states never change, whoever writes
+        write_atomic(self.settings.result_path(job_id), json.dumps(doc, indent=2).encode())
+        return self.store.update(job_id, lambda s: s.model_copy(update={"error": doc.get("error")})
+                                 .advance(state, reason=(doc.get("error") or {}).get("code")))
+
+    def read_result(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.settings.result_path(job_id).read_bytes())
+        except FileNotFoundError:
+            return None
+
+    # --- what Celery calls ----------------------------------------------------------------
+    def _store_result(self, task_id: str, result: Any, state: str, traceback: Any = None,
+                      request: Any = None, **kwargs: Any) -> Any:
+        """Only failures Celery detects outside the task (hard time limit, revoke) land here;
+        the task itself saves its results with ``save_final``."""
+        if isinstance(result, JobFailed) or state not in (celery_states.FAILURE, celery_states.REVOKED):
+            return result
+        current = self.store.get(task_id)
+        if current is None or current.terminal:
+            return result
+        if isinstance(result, (TimeLimitExceeded, SoftTimeLimitExceeded)):
+            status, code = "timeout", ErrorCode.TIMEOUT
+            message = f"the job ran past its time limit ({result}) and was killed"
+        elif state == celery_states.REVOKED:
+            status, code, message = "cancelled", ErrorCode.CANCELLED, "the job was revoked before it ran"
+        else:
+            status, code = "failed", ErrorCode.WORKER_LOST
+            message = f"the worker process running the job was lost: {result!r}"
+        doc = failure_result(
+            task_id, ErrorInfo(code=code, message=message, phase="execution",
+                               recoverable=code is not ErrorCode.CANCELLED,
+                               retry_recommended=code is not ErrorCode.CANCELLED),
+            status=status, worker_id=current.worker_id, started_at=current.started_at,
+            finished_at=utc_now(), attempt=current.attempt, idempotency_key=current.idempotency_key,
+        )
+        try:
+            self._finish_from_outside(current, doc)
+        except InvalidTransition:
+            pass  # e.g. queued → timeout is not a transition: the state machine has the last word
+        return result
+
+    def _finish_from_outside(self, current: JobStatus, doc: ResultDocument) -> None:
+        if current.state is JobState.QUEUED and doc.status != "cancelled":
+            self.store.update(current.job_id, lambda s: s.advance(JobState.ASSIGNED))
+        self.save_final(doc)
+
+    def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
+        doc = self.read_result(task_id)
+        if doc is not None:
+            state = CELERY_STATE[JobState(doc["status"])]
+            result: Any = doc
+            if state != celery_states.SUCCESS:
+                result = {"exc_type": "JobFailed", "exc_module": "app.errors", "exc_message": [doc]}
+            return self.meta_from_decoded({"task_id": task_id, "status": state, "result": result,
+                                           "traceback": None, "children": [], "date_done": doc.get(
+                                               "completed_at") or doc.get("failed_at")})
+        status = self.store.get(task_id)
+        if status is None:
+            return {"task_id": task_id, "status": celery_states.PENDING, "result": None}
+        state = CELERY_STATE[status.state]
+        info: Any = None
+        if status.state is JobState.RUNNING and (progress := self.store.latest_progress(task_id)):
+            state, info = PROGRESS, progress
+        elif status.terminal:  # the result file is written first, so this is a race with cleanup
+            state = CELERY_STATE[status.state]
+        return {"task_id": task_id, "status": state, "result": info}
+
+    # --- plain key/value, for Celery's own use (groups, chords) ---------------------------
+    def _kv_path(self, key: bytes | str) -> Path:
+        name = key.decode() if isinstance(key, bytes) else key
+        return self._kv / name.replace("/", "_")
+
+    def get(self, key: bytes | str) -> bytes | None:
+        try:
+            return self._kv_path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def mget(self, keys: list[bytes | str]) -> list[bytes | None]:
+        return [self.get(key) for key in keys]
+
+    def set(self, key: bytes | str, value: bytes | str) -> None:
+        self._kv.mkdir(parents=True, exist_ok=True)
+        write_atomic(self._kv_path(key), value.encode() if isinstance(value, str) else value)
+
+    def delete(self, key: bytes | str) -> None:
+        self._kv_path(key).unlink(missing_ok=True)

@@ -1,0 +1,26 @@
+"""The Celery application: ``celery -A app worker``.
+
+One task per registered handler, named after its operation, all built on ``JobTask``.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+import app.embedded_broker  # noqa: F401 - registers the embedded:// transport
+from app.adapter import JobTask
+from app.registry import HandlerRegistry
+
+MAX_PRIORITY = 10
+
+app = Celery("guestkit")
+app.config_from_object("celeryconfig")
+app.conf.task_queues = [
+    Queue(pool, routing_key=pool, queue_arguments={"x-max-priority": MAX_PRIORITY})
+    for pool in app.conf.guestkit_pools
+]
+registry = HandlerRegistry.discover(app.conf.guestkit_extra_handlers)
+for _operation, _handler in registry.handlers.items():
+    app.register_task(type(f"{_handler.__name__}Task", (JobTask,),
+                           {"name": _operation, "handler_class": _handler, "__module__": __name__})())

@@ -1,0 +1,116 @@
+"""Job store on a local directory, safe across processes on one host.
+
+Layout under the root:
+    jobs/<job_id>.json        status (written by rename, never half a file)
+    jobs/<job_id>.lock        flock'ed around every read-modify-write of that status
+    progress/<job_id>.jsonl   progress events, one appended line each
+    keys/<sha256(key)>.json   idempotency claim: {"key", "job_id"}, changed under keys/<…>.lock
+    cancel/<job_id>           exists once a cancel was requested
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from app.atomic import write_atomic
+from app.states import JobState, JobStatus
+from app.store.base import JobStore, KeyClaim
+
+
+class FileJobStore(JobStore):
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+        self.jobs = self.root / "jobs"
+        self.events = self.root / "progress"
+        self.keys = self.root / "keys"
+        self.cancels = self.root / "cancel"
+        for folder in (self.jobs, self.events, self.keys, self.cancels):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def __reduce__(self):
+        return (FileJobStore, (str(self.root),))
+
+    def __repr__(self) -> str:
+        return f"FileJobStore({str(self.root)!r})"
+
+    @contextmanager
+    def _locked(self, lock_path: Path) -> Iterator[None]:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _status_path(self, job_id: str) -> Path:
+        return self.jobs / f"{job_id}.json"
+
+    def create(self, status: JobStatus) -> bool:
+        with self._locked(self.jobs / f"{status.job_id}.lock"):
+            path = self._status_path(status.job_id)
+            if path.exists():
+                return False
+            write_atomic(path, status.model_dump_json().encode())
+            return True
+
+    def get(self, job_id: str) -> JobStatus | None:
+        try:
+            raw = self._status_path(job_id).read_bytes()
+        except FileNotFoundError:
+            return None
+        return JobStatus.model_validate_json(raw)
+
+    def update(self, job_id: str, change: Callable[[JobStatus], JobStatus]) -> JobStatus:
+        with self._locked(self.jobs / f"{job_id}.lock"):
+            current = self.get(job_id)
+            if current is None:
+                raise KeyError(f"job {job_id} is not in the store")
+            changed = change(current)
+            write_atomic(self._status_path(job_id), changed.model_dump_json().encode())
+            return changed
+
+    def claim_key(self, key: str, job_id: str) -> KeyClaim:
+        name = hashlib.sha256(key.encode()).hexdigest()
+        path = self.keys / f"{name}.json"
+        with self._locked(self.keys / f"{name}.lock"):
+            holder = json.loads(path.read_bytes())["job_id"] if path.exists() else None
+            holder_status = self.get(holder) if holder else None
+            free = holder is None or holder_status is None or holder_status.state in (
+                JobState.FAILED, JobState.TIMEOUT, JobState.CANCELLED)
+            if free and holder != job_id:
+                write_atomic(path, json.dumps({"key": key, "job_id": job_id}).encode())
+                return KeyClaim(job_id, None)
+            return KeyClaim(holder, holder_status.state if holder_status else None)
+
+    def append_progress(self, job_id: str, event: dict[str, Any]) -> None:
+        line = json.dumps(event, separators=(",", ":")).encode() + b"\n"
+        fd = os.open(self.events / f"{job_id}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)  # one write of one line with O_APPEND: never interleaved
+        finally:
+            os.close(fd)
+
+    def progress(self, job_id: str) -> list[dict[str, Any]]:
+        try:
+            lines = (self.events / f"{job_id}.jsonl").read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def request_cancel(self, job_id: str) -> None:
+        (self.cancels / job_id).touch()
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return (self.cancels / job_id).exists()
+
+    def job_ids(self) -> Iterator[str]:
+        for entry in os.scandir(self.jobs):
+            if entry.name.endswith(".json"):
+                yield entry.name[: -len(".json")]

@@ -1,0 +1,213 @@
+"""``validate(document)``: turn a dict, JSON text or file into a ``JobDocument`` or one error
+that lists every problem as ``field.path: message``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from app.errors import ErrorCode, ValidationFailed
+from app.protocol import (
+    DEFAULT_TIMEOUT_CEILING,
+    MAX_DOCUMENT_BYTES,
+    MAX_NESTING_DEPTH,
+    PAYLOAD_TYPE,
+    JobDocument,
+)
+
+_MAJOR_VERSION = re.compile(r"^(\d+)\.\d+$")
+_SHOWN_VALUE_CHARS = 60
+
+
+def read_document(source: str | bytes | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """Parse ``source`` into a JSON object, refusing anything that is not one, clearly.
+
+    A ``str`` is JSON text when it starts with ``{`` (after whitespace), otherwise a path.
+    """
+    if isinstance(source, Mapping):
+        data = dict(source)
+        _check_depth(data)
+        if len(json.dumps(data, default=str)) > MAX_DOCUMENT_BYTES:
+            raise ValidationFailed([f"(document): larger than {MAX_DOCUMENT_BYTES} bytes"])
+        return data
+    if isinstance(source, bytes):
+        raw = source
+    elif isinstance(source, str) and source.lstrip().startswith(("{", "[")):
+        raw = source.encode("utf-8", errors="surrogatepass")
+    else:
+        raw = _read_file(Path(source))
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise ValidationFailed([f"(document): {len(raw)} bytes, larger than the limit of {MAX_DOCUMENT_BYTES}"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed([f"(document): not valid UTF-8 at byte {exc.start}"]) from None
+    _check_text_depth(text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed([f"(document): invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]) from None
+    except RecursionError:
+        raise ValidationFailed([f"(document): nested deeper than {MAX_NESTING_DEPTH} levels"]) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed([f"(document): must be a JSON object, got {_json_type(data)}"])
+    return data
+
+
+def validate(
+    source: str | bytes | os.PathLike[str] | Mapping[str, Any],
+    *,
+    timeout_ceiling: int = DEFAULT_TIMEOUT_CEILING,
+    payload_models: Mapping[str, Mapping[int, type[BaseModel]]] | None = None,
+) -> JobDocument:
+    """Validate a job document against the v1 contract.
+
+    ``payload_models`` maps operation → payload version → model of ``payload.data``; when given,
+    an unknown operation is ``UNSUPPORTED_OPERATION`` and ``payload.data`` is checked too.
+    Raises ``ValidationFailed`` with every problem; its ``code`` is the contract's error code.
+    """
+    data = read_document(source)
+    problems: list[str] = []
+    code = ErrorCode.VALIDATION_ERROR
+    version = data.get("version")
+    if isinstance(version, str) and (match := _MAJOR_VERSION.match(version)) and match[1] != "1":
+        raise ValidationFailed(
+            [f"version: major version {match[1]} is not supported by this worker (only 1.x), got {version!r}"],
+            ErrorCode.UNSUPPORTED_VERSION,
+        )
+    try:
+        job = JobDocument.model_validate(data, context={"timeout_ceiling": timeout_ceiling})
+    except ValidationError as exc:
+        problems.extend(format_errors(exc))
+        job = None
+    if payload_models is not None:
+        payload_problems, code = _check_payload(data, payload_models)
+        problems.extend(payload_problems)
+    if problems:
+        raise ValidationFailed(problems, code)
+    assert job is not None
+    return job
+
+
+def _check_payload(
+    data: dict[str, Any], payload_models: Mapping[str, Mapping[int, type[BaseModel]]]
+) -> tuple[list[str], ErrorCode]:
+    operation = data.get("operation")
+    if not isinstance(operation, str):
+        return [], ErrorCode.VALIDATION_ERROR
+    versions = payload_models.get(operation)
+    if versions is None:
+        known = ", ".join(sorted(payload_models)) or "none"
+        return [f"operation: {operation!r} is not supported (known operations: {known})"], ErrorCode.UNSUPPORTED_OPERATION
+    payload = data.get("payload")
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        return [], ErrorCode.VALIDATION_ERROR
+    match = PAYLOAD_TYPE.match(payload["type"])
+    if not match or match["operation"] != operation:
+        return [], ErrorCode.VALIDATION_ERROR
+    model = versions.get(int(match["version"]))
+    if model is None:
+        supported = ", ".join(f"{operation}.v{v}" for v in sorted(versions))
+        return (
+            [f"payload.type: {payload['type']!r} is not supported (supported: {supported})"],
+            ErrorCode.UNSUPPORTED_VERSION,
+        )
+    if not isinstance(payload.get("data"), dict):
+        return [], ErrorCode.VALIDATION_ERROR
+    try:
+        model.model_validate(payload["data"])
+    except ValidationError as exc:
+        return format_errors(exc, prefix="payload.data"), ErrorCode.VALIDATION_ERROR
+    return [], ErrorCode.VALIDATION_ERROR
+
+
+def format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
+    """One ``field.path: message`` line per problem pydantic found."""
+    lines: list[str] = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in error["loc"])
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        message = error["msg"].removeprefix("Value error, ")
+        if not path:  # cross-field rules name their own fields, one per line
+            lines.extend(line for line in message.split("\n") if line)
+            continue
+        if error["type"] == "missing":
+            lines.append(f"{path}: required field is missing")
+            continue
+        if error["type"] in ("extra_forbidden",):
+            lines.append(f"{path}: unknown field")
+            continue
+        shown = _show(error.get("input"))
+        lines.append(f"{path}: {message}, got {shown}" if "got" not in message else f"{path}: {message}")
+    return lines
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return _json_type(value)
+    text = json.dumps(value, default=str)
+    return text if len(text) <= _SHOWN_VALUE_CHARS else text[:_SHOWN_VALUE_CHARS] + "…"
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _check_text_depth(text: str) -> None:
+    """Refuse deep nesting before ``json.loads`` recurses into it."""
+    depth = 0
+    in_string = False
+    escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_NESTING_DEPTH:
+                raise ValidationFailed([f"(document): nested deeper than {MAX_NESTING_DEPTH} levels"])
+        elif char in "]}":
+            depth -= 1
+
+
+def _check_depth(data: Any) -> None:
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING_DEPTH:
+            raise ValidationFailed([f"(document): nested deeper than {MAX_NESTING_DEPTH} levels"])
+        if isinstance(value, dict):
+            stack.extend((child, depth + 1) for child in value.values())
+        elif isinstance(value, list):
+            stack.extend((child, depth + 1) for child in value)
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        if path.is_symlink():
+            raise ValidationFailed([f"(file): {path} is a symbolic link; job files must be regular files"])
+        if not path.is_file():
+            what = "a directory" if path.is_dir() else "missing" if not path.exists() else "not a regular file"
+            raise ValidationFailed([f"(file): {path} is {what}"])
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_DOCUMENT_BYTES + 1)
+    except OSError as exc:
+        raise ValidationFailed([f"(file): cannot read {path}: {exc.strerror}"]) from None
+    if not raw:
+        raise ValidationFailed([f"(file): {path} is empty"])
+    return raw

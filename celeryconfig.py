@@ -1,0 +1,73 @@
+"""Default configuration of guestkit-worker. Every setting can be overridden by environment.
+
+Celery's own settings use Celery's names (``CELERY_BROKER_URL`` is honoured by Celery itself);
+the platform's settings are the ``guestkit_*`` ones, each read from ``GUESTKIT_<NAME>``.
+The README's settings table lists them all.
+"""
+
+import os
+import socket
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in _env(name, default).replace(",", ":").split(":") if item.strip()]
+
+
+def _abs(path: str) -> str:
+    return os.path.abspath(path)
+
+
+# --- the platform --------------------------------------------------------------------------
+guestkit_home = _abs(_env("GUESTKIT_HOME", ".guestkit"))
+#: job store: file:///path (embedded default) or redis://host:port/db
+guestkit_store_url = _env("GUESTKIT_STORE_URL", "file://" + os.path.join(guestkit_home, "store"))
+guestkit_results_dir = _abs(_env("GUESTKIT_RESULTS_DIR", "results"))
+guestkit_jobs_dir = _abs(_env("GUESTKIT_JOBS_DIR", "jobs"))
+#: run the file-drop bridge inside the worker (a timer bootstep): 1 / 0
+guestkit_bridge_in_worker = _env("GUESTKIT_BRIDGE", "1") == "1"
+guestkit_bridge_interval = float(_env("GUESTKIT_BRIDGE_INTERVAL", "0.05"))
+#: directories every payload path must resolve into (colon separated)
+guestkit_allowed_dirs = [_abs(p) for p in _list("GUESTKIT_ALLOWED_DIRS", ".")]
+guestkit_work_dir = _abs(_env("GUESTKIT_WORK_DIR", os.path.join(guestkit_home, "work")))
+guestkit_timeout_ceiling = int(_env("GUESTKIT_TIMEOUT_CEILING", "86400"))
+#: seconds between the soft time limit (job ends ``timeout``) and the hard kill
+guestkit_timeout_grace = int(_env("GUESTKIT_TIMEOUT_GRACE", "5"))
+#: the pools this worker serves; the first is where jobs without routing go
+guestkit_pools = _list("GUESTKIT_POOLS", "default")
+guestkit_worker_id = _env("GUESTKIT_WORKER_ID", socket.gethostname())
+#: extra capabilities this worker advertises and matches against constraints
+guestkit_capabilities = _list("GUESTKIT_CAPABILITIES", "")
+guestkit_privileged = _env("GUESTKIT_PRIVILEGED", "0") == "1"
+#: extra handler classes (module:Class), besides the entry-point group
+guestkit_extra_handlers = _list("GUESTKIT_EXTRA_HANDLERS", "")
+#: seconds between retries of a recoverable failure: base * 2 ** (attempt - 1)
+guestkit_retry_backoff = float(_env("GUESTKIT_RETRY_BACKOFF", "1.0"))
+
+# --- Celery ---------------------------------------------------------------------------------
+broker_url = _env("CELERY_BROKER_URL", "embedded://" + os.path.join(guestkit_home, "broker"))
+result_backend = "guestkit://"
+broker_connection_retry_on_startup = True
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+worker_send_task_events = True
+task_send_sent_event = True
+task_default_queue = guestkit_pools[0]
+worker_concurrency = int(_env("GUESTKIT_CONCURRENCY", str(os.cpu_count() or 2)))
+#: graceful shutdown: on SIGTERM, in-flight jobs get this long to finish, then they are
+#: stopped and their messages go back to the queue for another worker
+worker_soft_shutdown_timeout = float(_env("GUESTKIT_SHUTDOWN_GRACE", "30"))
+worker_enable_soft_shutdown_on_idle = True
+worker_hijack_root_logger = True
+broker_transport_options = {
+    # Redis: messages a dead worker took come back after this; above the longest job
+    "visibility_timeout": guestkit_timeout_ceiling + 2 * guestkit_timeout_grace + 60,
+    "polling_interval": float(_env("GUESTKIT_BROKER_POLL", "0.01")),
+}

@@ -1,0 +1,1 @@
+"""Operation handlers and the guest-image engine they share. Nothing here imports Celery."""
