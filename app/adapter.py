@@ -163,8 +163,9 @@ class JobTask(Task):
             earlier = self.results.read_result(claim.holder)
             if earlier is not None:
                 return replayed_result(earlier, job.job_id)
-        raise_duplicate(job, claim.holder)
-        return None  # unreachable
+        raise JobError(ErrorCode.DUPLICATE_IN_PROGRESS,
+                       f"job {claim.holder} with the same idempotency key {key!r} is still in progress",
+                       details={"holder": claim.holder, "idempotency_key": key}, recoverable=True)
 
     def _execute(self, job: JobDocument, status: JobStatus) -> dict[str, Any]:
         handler = self.handler_class()

@@ -7,6 +7,7 @@ Types are strict: ``"5"`` is not a priority and ``1`` is not a boolean.
 
 from __future__ import annotations
 
+import copy
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -16,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -101,7 +103,7 @@ class Routing(Open):
 
 
 class Payload(Open):
-    type: str
+    type: str = Field(json_schema_extra={"pattern": r"^.+\.v[1-9][0-9]*$"})
     data: dict[str, Any]
 
     @field_validator("type")
@@ -140,11 +142,11 @@ class JobDocument(Open):
     """A v1 job: the envelope around an operation-specific payload."""
 
     schema_: str | None = Field(default=None, alias="$schema")
-    version: str
-    job_id: str
+    version: str = Field(json_schema_extra={"pattern": r"^1\.(0|[1-9][0-9]*)$"})
+    job_id: str = Field(json_schema_extra={"pattern": JOB_ID_PATTERN})
     created_at: Timestamp
     kind: Literal["VMOperation"]
-    operation: str
+    operation: str = Field(json_schema_extra={"pattern": OPERATION_PATTERN})
     metadata: Metadata | None = None
     execution: Execution = Field(default_factory=Execution)
     constraints: Constraints | None = None
@@ -197,9 +199,21 @@ class JobDocument(Open):
             raise ValueError("\n".join(problems))
         return self
 
+    #: the JSON object this model was validated from, kept so that dumping gives it back
+    #: byte for byte (timestamps keep their spelling, unknown fields their place)
+    _source: dict[str, Any] | None = PrivateAttr(default=None)
+
     def to_dict(self) -> dict[str, Any]:
         """The document as JSON data, with exactly the fields it was given (unknown ones too)."""
+        if self._source is not None:
+            return copy.deepcopy(self._source)
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    @classmethod
+    def from_json_object(cls, data: dict[str, Any], *, timeout_ceiling: int = DEFAULT_TIMEOUT_CEILING) -> JobDocument:
+        job = cls.model_validate(data, context={"timeout_ceiling": timeout_ceiling})
+        job._source = copy.deepcopy(data)
+        return job
 
     @property
     def idempotency_key(self) -> str | None:

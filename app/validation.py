@@ -53,7 +53,8 @@ def read_document(source: str | bytes | os.PathLike[str] | Mapping[str, Any]) ->
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValidationFailed([f"(document): invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]) from None
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise ValidationFailed([f"(document): invalid JSON at {where}: {exc.msg}"]) from None
     except RecursionError:
         raise ValidationFailed([f"(document): nested deeper than {MAX_NESTING_DEPTH} levels"]) from None
     if not isinstance(data, dict):
@@ -83,7 +84,7 @@ def validate(
             ErrorCode.UNSUPPORTED_VERSION,
         )
     try:
-        job = JobDocument.model_validate(data, context={"timeout_ceiling": timeout_ceiling})
+        job = JobDocument.from_json_object(data, timeout_ceiling=timeout_ceiling)
     except ValidationError as exc:
         problems.extend(format_errors(exc))
         job = None
@@ -105,7 +106,8 @@ def _check_payload(
     versions = payload_models.get(operation)
     if versions is None:
         known = ", ".join(sorted(payload_models)) or "none"
-        return [f"operation: {operation!r} is not supported (known operations: {known})"], ErrorCode.UNSUPPORTED_OPERATION
+        problem = f"operation: {operation!r} is not supported (known operations: {known})"
+        return [problem], ErrorCode.UNSUPPORTED_OPERATION
     payload = data.get("payload")
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
         return [], ErrorCode.VALIDATION_ERROR
@@ -132,7 +134,7 @@ def format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
     """One ``field.path: message`` line per problem pydantic found."""
     lines: list[str] = []
     for error in exc.errors(include_url=False):
-        path = ".".join(str(part) for part in error["loc"])
+        path = join_path(error["loc"])
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
         message = error["msg"].removeprefix("Value error, ")
@@ -148,6 +150,14 @@ def format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
         shown = _show(error.get("input"))
         lines.append(f"{path}: {message}, got {shown}" if "got" not in message else f"{path}: {message}")
     return lines
+
+
+_PLAIN_SEGMENT = re.compile(r"^[A-Za-z0-9_$/-]+$")
+
+
+def join_path(parts: tuple[int | str, ...]) -> str:
+    """``execution.priority``, ``constraints.allowed_worker_pools.0``; odd keys JSON-quoted."""
+    return ".".join(str(p) if isinstance(p, int) or _PLAIN_SEGMENT.match(p) else json.dumps(p) for p in parts)
 
 
 def _show(value: Any) -> str:

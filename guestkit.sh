@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Sets up everything this project needs on a Debian machine, then runs it.
+#   ./guestkit.sh run    the worker: embedded broker, file drop on ./jobs, results in ./results
+#   ./guestkit.sh test   the whole test suite (ruff, then pytest)
+# Idempotent: a second run installs nothing new. Needs root (or sudo) only to add Debian packages.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${GUESTKIT_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+# command -> Debian package providing it
+DEBIAN_TOOLS="qemu-img:qemu-utils qemu-nbd:qemu-utils sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools \
+mke2fs:e2fsprogs debugfs:e2fsprogs fakeroot:fakeroot"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+debian_packages() {
+  local missing=() tool pkg
+  for pair in $DEBIAN_TOOLS; do
+    tool=${pair%%:*}; pkg=${pair##*:}
+    PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "guestkit: installing Debian packages: ${missing[*]}" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+      $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+  fi
+}
+
+python_env() {
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  local stamp="$VENV/.guestkit-installed" want
+  want=$(sha256sum pyproject.toml | cut -c1-16)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "guestkit: installing Python packages into $VENV" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test]'
+    echo "$want" > "$stamp"
+  fi
+}
+
+export PATH="$PATH:/usr/sbin:/sbin"
+case "${1:-}" in
+  run)
+    shift
+    debian_packages; python_env
+    mkdir -p jobs results
+    exec "$VENV/bin/celery" -A app worker -l info "$@"
+    ;;
+  test)
+    shift
+    debian_packages; python_env
+    "$VENV/bin/ruff" check .
+    exec "$VENV/bin/python" -m pytest -q "$@"
+    ;;
+  *)
+    echo "usage: $0 run [celery worker options] | test [pytest options]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,143 @@
+"""Shared fixtures: one workspace per test session (configured through the environment before
+anything imports the Celery app), and real ``celery worker`` processes started on demand."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.plugins import TEST_HANDLERS
+
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="guestkit-test-"))
+ENV = {
+    "GUESTKIT_HOME": str(SESSION_DIR / "home"),
+    "GUESTKIT_RESULTS_DIR": str(SESSION_DIR / "results"),
+    "GUESTKIT_JOBS_DIR": str(SESSION_DIR / "jobs"),
+    "GUESTKIT_ALLOWED_DIRS": str(SESSION_DIR),
+    "GUESTKIT_EXTRA_HANDLERS": TEST_HANDLERS,
+    "GUESTKIT_RETRY_BACKOFF": "0.1",
+    "GUESTKIT_TIMEOUT_GRACE": "2",
+    "GUESTKIT_SHUTDOWN_GRACE": "10",
+    "GUESTKIT_BRIDGE": "0",
+}
+os.environ.update(ENV)
+CELERY = str(Path(sys.executable).with_name("celery"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.1)
+
+
+class WorkerProcess:
+    def __init__(self, name: str, log: Path, env: dict[str, str], args: list[str]) -> None:
+        self.name = name
+        self.log = log
+        self.env = env
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout: float = 30.0) -> WorkerProcess:
+        handle = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        wait_for(lambda: b" ready." in self.log.read_bytes()[offset:] or self.proc.poll() is not None,
+                 ready_timeout, f"worker {self.name} to be ready")
+        assert self.proc.poll() is None, f"worker {self.name} exited:\n{self.log.read_text()[-3000:]}"
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def children(self) -> list[int]:
+        import psutil
+
+        return [c.pid for c in psutil.Process(self.pid).children(recursive=True)]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker: main process and every child."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(name: str | None = None, concurrency: int = 2, env: dict[str, str] | None = None,
+              extra_args: list[str] | None = None) -> WorkerProcess:
+        name = name or f"w{len(started)}-{uuid.uuid4().hex[:6]}"
+        args = [CELERY, "-A", "app", "worker", "-l", "info", "-c", str(concurrency), "-n", f"{name}@%h",
+                "--without-mingle", "--without-gossip", *(extra_args or [])]
+        worker = WorkerProcess(name, tmp_path / f"{name}.log", {**os.environ, **(env or {})}, args)
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+@pytest.fixture
+def worker(start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
+    return start_worker()
+
+
+def new_job_id(prefix: str = "job") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def make_job(operation: str = "system.echo", data: dict[str, Any] | None = None, **execution: Any) -> dict[str, Any]:
+    """A valid v1 job document with a fresh job_id."""
+    doc: dict[str, Any] = {
+        "version": "1.0",
+        "job_id": new_job_id(operation.replace(".", "-")),
+        "created_at": datetime.now(UTC).isoformat(),
+        "kind": "VMOperation",
+        "operation": operation,
+        "payload": {"type": f"{operation}.v1", "data": data if data is not None else {"message": "hi"}},
+    }
+    if execution:
+        doc["execution"] = execution
+    return doc
+
+
+SEED_JOB = ROOT / "examples" / "test-echo-001.json"

@@ -1,0 +1,108 @@
+"""Handlers used only by the tests, loaded through GUESTKIT_EXTRA_HANDLERS exactly as a
+third-party plugin would be through the entry-point group."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from app.errors import ErrorCode, JobError
+from app.handler import Handler, HandlerContext, HandlerResult
+
+
+class SleepPayloadV1(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    seconds: float = 1.0
+    #: start a child process that sleeps too (checked gone after timeout or cancel)
+    child_pid_file: str | None = None
+    #: file touched when the handler starts (tests wait for it instead of sleeping)
+    started_file: str | None = None
+    #: file appended with one line per execution (counts how often the handler ran)
+    runs_file: str | None = None
+
+
+class SleepHandler(Handler):
+    operation = "test.sleep"
+    payload_models = {1: SleepPayloadV1}
+    features = ("sleep",)
+
+    def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:
+        assert isinstance(payload, SleepPayloadV1)
+        if payload.runs_file:
+            with open(payload.runs_file, "a") as handle:
+                handle.write(f"{ctx.job_id} {os.getpid()}\n")
+        child = None
+        if payload.child_pid_file:
+            child = subprocess.Popen(["sleep", str(payload.seconds + 60)])
+            Path(payload.child_pid_file).write_text(str(child.pid))
+        if payload.started_file:
+            Path(payload.started_file).touch()
+        ctx.report_progress("validation", 0, "sleeping")
+        end = time.monotonic() + payload.seconds
+        while time.monotonic() < end:
+            time.sleep(0.02)
+        if child:
+            child.kill()
+            child.wait()
+        ctx.report_progress("cleanup", 100, "woke up")
+        return HandlerResult(data={"slept": payload.seconds, "pid": os.getpid()})
+
+
+class FlakyPayloadV1(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    #: the handler fails (recoverably) until this file holds this many lines
+    counter_file: str
+    fail_times: int = 1
+    recoverable: bool = True
+
+
+class FlakyHandler(Handler):
+    operation = "test.flaky"
+    payload_models = {1: FlakyPayloadV1}
+
+    def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:
+        assert isinstance(payload, FlakyPayloadV1)
+        with open(payload.counter_file, "a") as handle:
+            handle.write(f"attempt {ctx.attempt}\n")
+        runs = len(Path(payload.counter_file).read_text().splitlines())
+        if runs <= payload.fail_times:
+            raise JobError(ErrorCode.EXECUTION_ERROR, f"flaky failure on run {runs}",
+                           recoverable=payload.recoverable)
+        return HandlerResult(data={"runs": runs, "attempt": ctx.attempt})
+
+
+class CrashPayloadV1(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    runs_file: str
+
+
+class CrashHandler(Handler):
+    """Kills its own worker process every time (a poison job)."""
+
+    operation = "test.crash"
+    payload_models = {1: CrashPayloadV1}
+
+    def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:
+        assert isinstance(payload, CrashPayloadV1)
+        with open(payload.runs_file, "a") as handle:
+            handle.write(f"{ctx.attempt}\n")
+        os.kill(os.getpid(), 9)
+        raise AssertionError("unreachable")
+
+
+class BoomHandler(Handler):
+    """Raises an unexpected exception."""
+
+    operation = "test.boom"
+    payload_models = {1: SleepPayloadV1}
+
+    def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:
+        raise ZeroDivisionError("the handler divided by zero")
+
+
+TEST_HANDLERS = ",".join(f"tests.plugins:{name}" for name in
+                         ("SleepHandler", "FlakyHandler", "CrashHandler", "BoomHandler"))
