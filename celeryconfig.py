@@ -13,8 +13,11 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-def _list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in _env(name, default).replace(",", ":").split(":") if item.strip()]
+def _list(name: str, default: str, separators: str = ",") -> list[str]:
+    text = _env(name, default)
+    for separator in separators[1:]:
+        text = text.replace(separator, separators[0])
+    return [item.strip() for item in text.split(separators[0]) if item.strip()]
 
 
 def _abs(path: str) -> str:
@@ -31,7 +34,7 @@ guestkit_jobs_dir = _abs(_env("GUESTKIT_JOBS_DIR", "jobs"))
 guestkit_bridge_in_worker = _env("GUESTKIT_BRIDGE", "1") == "1"
 guestkit_bridge_interval = float(_env("GUESTKIT_BRIDGE_INTERVAL", "0.05"))
 #: directories every payload path must resolve into (colon separated)
-guestkit_allowed_dirs = [_abs(p) for p in _list("GUESTKIT_ALLOWED_DIRS", ".")]
+guestkit_allowed_dirs = [_abs(p) for p in _list("GUESTKIT_ALLOWED_DIRS", ".", ",:")]
 guestkit_work_dir = _abs(_env("GUESTKIT_WORK_DIR", os.path.join(guestkit_home, "work")))
 guestkit_timeout_ceiling = int(_env("GUESTKIT_TIMEOUT_CEILING", "86400"))
 #: seconds between the soft time limit (job ends ``timeout``) and the hard kill
@@ -44,6 +47,9 @@ guestkit_capabilities = _list("GUESTKIT_CAPABILITIES", "")
 guestkit_privileged = _env("GUESTKIT_PRIVILEGED", "0") == "1"
 #: extra handler classes (module:Class), besides the entry-point group
 guestkit_extra_handlers = _list("GUESTKIT_EXTRA_HANDLERS", "")
+#: graceful shutdown: on SIGTERM, in-flight jobs get this long to finish, then they are
+#: stopped and their messages go back to the queue for another worker
+guestkit_shutdown_grace = float(_env("GUESTKIT_SHUTDOWN_GRACE", "30"))
 #: seconds between retries of a recoverable failure: base * 2 ** (attempt - 1)
 guestkit_retry_backoff = float(_env("GUESTKIT_RETRY_BACKOFF", "1.0"))
 
@@ -61,10 +67,6 @@ worker_send_task_events = True
 task_send_sent_event = True
 task_default_queue = guestkit_pools[0]
 worker_concurrency = int(_env("GUESTKIT_CONCURRENCY", str(os.cpu_count() or 2)))
-#: graceful shutdown: on SIGTERM, in-flight jobs get this long to finish, then they are
-#: stopped and their messages go back to the queue for another worker
-worker_soft_shutdown_timeout = float(_env("GUESTKIT_SHUTDOWN_GRACE", "30"))
-worker_enable_soft_shutdown_on_idle = True
 worker_hijack_root_logger = True
 broker_transport_options = {
     # Redis: messages a dead worker took come back after this; above the longest job

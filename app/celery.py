@@ -9,6 +9,7 @@ from celery import Celery
 from kombu import Queue
 
 import app.embedded_broker  # noqa: F401 - registers the embedded:// transport
+from app import shutdown
 from app.adapter import JobTask
 from app.registry import HandlerRegistry
 
@@ -20,6 +21,7 @@ app.conf.task_queues = [
     Queue(pool, routing_key=pool, queue_arguments={"x-max-priority": MAX_PRIORITY})
     for pool in app.conf.guestkit_pools
 ]
+shutdown.enable(app.conf.guestkit_shutdown_grace)
 registry = HandlerRegistry.discover(app.conf.guestkit_extra_handlers)
 for _operation, _handler in registry.handlers.items():
     app.register_task(type(f"{_handler.__name__}Task", (JobTask,),

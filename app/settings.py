@@ -26,6 +26,7 @@ class Settings(BaseModel):
     privileged: bool
     extra_handlers: list[str]
     retry_backoff: float
+    shutdown_grace: float
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> Settings:

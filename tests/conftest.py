@@ -98,27 +98,40 @@ class WorkerProcess:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    started: list[WorkerProcess] = []
+class WorkerPool:
+    """Starts real ``celery -A app worker`` processes and kills whatever is left at the end."""
 
-    def start(name: str | None = None, concurrency: int = 2, env: dict[str, str] | None = None,
-              extra_args: list[str] | None = None) -> WorkerProcess:
-        name = name or f"w{len(started)}-{uuid.uuid4().hex[:6]}"
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[WorkerProcess] = []
+
+    def __call__(self, name: str | None = None, concurrency: int = 2, env: dict[str, str] | None = None,
+                 extra_args: list[str] | None = None) -> WorkerProcess:
+        name = name or f"w{len(self.started)}-{uuid.uuid4().hex[:6]}"
         args = [CELERY, "-A", "app", "worker", "-l", "info", "-c", str(concurrency), "-n", f"{name}@%h",
                 "--without-mingle", "--without-gossip", *(extra_args or [])]
-        worker = WorkerProcess(name, tmp_path / f"{name}.log", {**os.environ, **(env or {})}, args)
-        started.append(worker)
+        worker = WorkerProcess(name, self.log_dir / f"{name}.log", {**os.environ, **(env or {})}, args)
+        self.started.append(worker)
         return worker.start()
 
-    yield start
-    for worker in started:
-        worker.kill()
+    def kill_all(self) -> None:
+        for worker in self.started:
+            worker.kill()
 
 
 @pytest.fixture
-def worker(start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
-    return start_worker()
+def start_worker(tmp_path: Path) -> Iterator[WorkerPool]:
+    pool = WorkerPool(tmp_path)
+    yield pool
+    pool.kill_all()
+
+
+@pytest.fixture(scope="module")
+def shared_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """One worker for a whole test module, for tests that do not stop or reconfigure it."""
+    pool = WorkerPool(tmp_path_factory.mktemp("workers"))
+    yield pool(concurrency=2)
+    pool.kill_all()
 
 
 def new_job_id(prefix: str = "job") -> str:
@@ -141,3 +154,19 @@ def make_job(operation: str = "system.echo", data: dict[str, Any] | None = None,
 
 
 SEED_JOB = ROOT / "examples" / "test-echo-001.json"
+
+
+@pytest.fixture
+def worker(start_worker: WorkerPool) -> WorkerProcess:
+    return start_worker()
+
+
+@pytest.fixture
+def pool_name() -> str:
+    """A pool (queue) of its own, so a test's jobs reach only the workers it starts itself."""
+    return f"pool-{uuid.uuid4().hex[:8]}"
+
+
+def routed(doc: dict[str, Any], pool: str) -> dict[str, Any]:
+    doc["routing"] = {"worker_pool": pool}
+    return doc

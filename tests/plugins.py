@@ -17,6 +17,8 @@ from app.handler import Handler, HandlerContext, HandlerResult
 class SleepPayloadV1(BaseModel):
     model_config = ConfigDict(extra="allow")
     seconds: float = 1.0
+    #: how long attempts after the first sleep (default: as long as the first)
+    retry_seconds: float | None = None
     #: start a child process that sleeps too (checked gone after timeout or cancel)
     child_pid_file: str | None = None
     #: file touched when the handler starts (tests wait for it instead of sleeping)
@@ -42,7 +44,10 @@ class SleepHandler(Handler):
         if payload.started_file:
             Path(payload.started_file).touch()
         ctx.report_progress("validation", 0, "sleeping")
-        end = time.monotonic() + payload.seconds
+        seconds = payload.seconds
+        if ctx.attempt > 1 and payload.retry_seconds is not None:
+            seconds = payload.retry_seconds
+        end = time.monotonic() + seconds
         while time.monotonic() < end:
             time.sleep(0.02)
         if child:
