@@ -71,8 +71,10 @@ class JobStore(ABC):
 
 def open_store(url: str) -> JobStore:
     """The store named by ``url``: ``file:///path`` (or a plain path) or ``redis://host:port/db``."""
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        raise NotImplementedError("the Redis job store is not built yet; use a file:// store")
+    if url.startswith(("redis://", "rediss://")):
+        from app.store.redis import RedisJobStore
+
+        return RedisJobStore(url)
     from app.store.files import FileJobStore
 
     return FileJobStore(url.removeprefix("file://"))

@@ -1,0 +1,42 @@
+"""Where the tests find Redis and RabbitMQ (URLs from the environment, local defaults).
+
+A service that cannot be reached is a skip, with the reason printed, only on a machine that
+does not have it installed at all. Where its server binary exists (this project's CI machine
+has both), or in CI (``CI`` or ``GUESTKIT_REQUIRE_BROKERS=1``), it is a failure: a skipped
+broker test must never pass for a green run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+
+REDIS_URL = os.environ.get("GUESTKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RABBITMQ_URL = os.environ.get("GUESTKIT_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+SERVER_BINARY = {"redis": "redis-server", "amqp": "rabbitmq-server"}
+
+
+def require_service(url: str) -> None:
+    if reachable(url):
+        return
+    parts = urlsplit(url)
+    reason = f"{parts.scheme} at {parts.hostname}:{parts.port} is not reachable"
+    binary = SERVER_BINARY.get(parts.scheme, "")
+    installed = bool(binary) and shutil.which(binary, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if installed or os.environ.get("CI") or os.environ.get("GUESTKIT_REQUIRE_BROKERS") == "1":
+        pytest.fail(f"{reason}, but this machine must run it ({binary or 'required'}): start it first")
+    pytest.skip(f"{reason} and {binary} is not installed")

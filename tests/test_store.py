@@ -1,0 +1,145 @@
+"""The job store contract, on every implementation: file (embedded default) and Redis."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.states import InvalidTransition, JobState, JobStatus
+from app.store import JobStore, open_store
+from tests.brokers import REDIS_URL, require_service
+
+
+@pytest.fixture(params=["file", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "file":
+        yield f"file://{tmp_path / 'store'}"
+    else:
+        require_service(REDIS_URL)
+        yield f"{REDIS_URL}?prefix=test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def store(store_url: str) -> JobStore:
+    return open_store(store_url)
+
+
+def fresh(job_id: str | None = None, **fields) -> JobStatus:
+    return JobStatus(job_id=job_id or f"job-{uuid.uuid4().hex[:10]}", operation="system.echo", **fields)
+
+
+def test_create_is_once_per_job_id(store: JobStore) -> None:
+    status = fresh()
+    assert store.create(status) is True
+    assert store.create(status.advance(JobState.QUEUED)) is False
+    assert store.get(status.job_id).state is JobState.PENDING
+    assert store.get("job-never-created") is None
+
+
+def test_update_applies_the_state_machine_and_refuses_atomically(store: JobStore) -> None:
+    status = fresh()
+    store.create(status)
+    store.update(status.job_id, lambda s: s.advance(JobState.QUEUED))
+    with pytest.raises(InvalidTransition):
+        store.update(status.job_id, lambda s: s.advance(JobState.COMPLETED))
+    assert store.get(status.job_id).state is JobState.QUEUED
+    with pytest.raises(KeyError):
+        store.update("job-missing-x", lambda s: s)
+
+
+def test_progress_events_are_kept_in_order(store: JobStore) -> None:
+    for i in range(5):
+        store.append_progress("job-p-000001", {"sequence": i})
+    assert [e["sequence"] for e in store.progress("job-p-000001")] == [0, 1, 2, 3, 4]
+    assert store.latest_progress("job-p-000001") == {"sequence": 4}
+    assert store.progress("job-p-nothing") == []
+
+
+def test_cancel_requests_are_remembered(store: JobStore) -> None:
+    assert not store.cancel_requested("job-c-000001")
+    store.request_cancel("job-c-000001")
+    assert store.cancel_requested("job-c-000001")
+    assert open_store(getattr(store, "url", None) or f"file://{store.root}").cancel_requested("job-c-000001")
+
+
+def test_list_filters_by_state(store: JobStore) -> None:
+    a, b = fresh(), fresh()
+    store.create(a)
+    store.create(b)
+    store.update(b.job_id, lambda s: s.advance(JobState.QUEUED))
+    assert {s.job_id for s in store.list()} == {a.job_id, b.job_id}
+    assert [s.job_id for s in store.list(JobState.QUEUED)] == [b.job_id]
+
+
+def test_key_claim_follows_the_holders_state(store: JobStore) -> None:
+    key = f"key-{uuid.uuid4().hex}"
+    first, second = fresh(), fresh()
+    store.create(first)
+    store.create(second)
+    assert store.claim_key(key, first.job_id).won_by(first.job_id)
+    assert store.claim_key(key, first.job_id).won_by(first.job_id)  # claiming again is harmless
+    claim = store.claim_key(key, second.job_id)
+    assert (claim.holder, claim.holder_state) == (first.job_id, JobState.PENDING)
+    for state in (JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING, JobState.COMPLETED):
+        store.update(first.job_id, lambda s, state=state: s.advance(state))
+        assert store.claim_key(key, second.job_id).holder == first.job_id
+    third = fresh()
+    store.create(third.advance(JobState.FAILED))
+    other_key = f"key-{uuid.uuid4().hex}"
+    assert store.claim_key(other_key, third.job_id).won_by(third.job_id)
+    assert store.claim_key(other_key, second.job_id).won_by(second.job_id)  # failed holder: free again
+
+
+def _claim(url: str, key: str, job_id: str, barrier, out) -> None:
+    store = open_store(url)
+    store.create(JobStatus(job_id=job_id, operation="system.echo"))
+    barrier.wait()
+    out.put(store.claim_key(key, job_id).holder)
+
+
+def test_fifty_processes_claiming_one_key_agree_on_one_holder(store_url: str) -> None:
+    key = f"key-{uuid.uuid4().hex}"
+    context = multiprocessing.get_context("fork")
+    barrier, out = context.Barrier(50), context.Queue()
+    procs = [context.Process(target=_claim, args=(store_url, key, f"job-{i:08d}", barrier, out)) for i in range(50)]
+    for proc in procs:
+        proc.start()
+    holders = {out.get(timeout=60) for _ in procs}
+    for proc in procs:
+        proc.join(30)
+    assert len(holders) == 1
+
+
+def _transition_many(url: str, job_id: str, barrier, out) -> None:
+    store = open_store(url)
+    barrier.wait()
+    wins = 0
+    for state in (JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING, JobState.COMPLETED):
+        try:
+            store.update(job_id, lambda s, state=state: s.advance(state))
+            wins += 1
+        except InvalidTransition:
+            pass
+    out.put(wins)
+
+
+def test_concurrent_writers_never_break_the_state_machine(store: JobStore, store_url: str) -> None:
+    status = fresh()
+    store.create(status)
+    context = multiprocessing.get_context("fork")
+    barrier, out = context.Barrier(8), context.Queue()
+    procs = [context.Process(target=_transition_many, args=(store_url, status.job_id, barrier, out))
+             for _ in range(8)]
+    for proc in procs:
+        proc.start()
+    total = sum(out.get(timeout=60) for _ in procs)
+    for proc in procs:
+        proc.join(30)
+    final = store.get(status.job_id)
+    assert total == 4 and final.state is JobState.COMPLETED
+    assert [h.state for h in final.history] == [JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING,
+                                                JobState.COMPLETED]
