@@ -69,7 +69,14 @@ task_default_queue = guestkit_pools[0]
 worker_concurrency = int(_env("GUESTKIT_CONCURRENCY", str(os.cpu_count() or 2)))
 worker_hijack_root_logger = True
 broker_transport_options = {
-    # Redis: messages a dead worker took come back after this; above the longest job
-    "visibility_timeout": guestkit_timeout_ceiling + 2 * guestkit_timeout_grace + 60,
+    # Redis: a message a dead worker took comes back after this many seconds. It must be above
+    # the longest job (the timeout ceiling plus the grace), or running jobs get delivered twice.
+    "visibility_timeout": int(_env("GUESTKIT_VISIBILITY_TIMEOUT",
+                                   str(guestkit_timeout_ceiling + 2 * guestkit_timeout_grace + 30))),
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
     "polling_interval": float(_env("GUESTKIT_BROKER_POLL", "0.01")),
+    # Redis: one step per contract priority (kombu's default buckets 0-9 into four steps)
+    "queue_order_strategy": "priority",
+    "priority_steps": list(range(11)),
 }

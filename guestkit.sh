@@ -52,7 +52,12 @@ case "${1:-}" in
     shift
     debian_packages; python_env
     "$VENV/bin/ruff" check .
-    exec "$VENV/bin/python" -m pytest -q "$@"
+    "$VENV/bin/python" -m pytest -q "$@"
+    # the integration suite (marked "broker") once more on each real broker
+    for broker in redis rabbitmq; do
+      echo "guestkit: integration suite on $broker" >&2
+      "$VENV/bin/python" -m pytest -q -m broker --broker="$broker" "$@"
+    done
     ;;
   *)
     echo "usage: $0 run [celery worker options] | test [pytest options]" >&2

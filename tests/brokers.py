@@ -30,13 +30,18 @@ def reachable(url: str) -> bool:
 SERVER_BINARY = {"redis": "redis-server", "amqp": "rabbitmq-server"}
 
 
+def service_required(url: str) -> bool:
+    """True where the service must be running: its server is installed, or this is CI."""
+    binary = SERVER_BINARY.get(urlsplit(url).scheme, "")
+    installed = bool(binary) and shutil.which(binary, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    return bool(installed or os.environ.get("CI") or os.environ.get("GUESTKIT_REQUIRE_BROKERS") == "1")
+
+
 def require_service(url: str) -> None:
     if reachable(url):
         return
     parts = urlsplit(url)
     reason = f"{parts.scheme} at {parts.hostname}:{parts.port} is not reachable"
-    binary = SERVER_BINARY.get(parts.scheme, "")
-    installed = bool(binary) and shutil.which(binary, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    if installed or os.environ.get("CI") or os.environ.get("GUESTKIT_REQUIRE_BROKERS") == "1":
-        pytest.fail(f"{reason}, but this machine must run it ({binary or 'required'}): start it first")
-    pytest.skip(f"{reason} and {binary} is not installed")
+    if service_required(url):
+        pytest.fail(f"{reason}, but this machine must run it: start it first")
+    pytest.skip(f"{reason} and its server is not installed")

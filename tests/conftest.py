@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from tests.brokers import RABBITMQ_URL, REDIS_URL, reachable, service_required
 from tests.plugins import TEST_HANDLERS
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="guestkit-test-"))
+SESSION_TAG = uuid.uuid4().hex[:8]
 ENV = {
     "GUESTKIT_HOME": str(SESSION_DIR / "home"),
     "GUESTKIT_RESULTS_DIR": str(SESSION_DIR / "results"),
@@ -30,8 +32,39 @@ ENV = {
     "GUESTKIT_TIMEOUT_GRACE": "2",
     "GUESTKIT_SHUTDOWN_GRACE": "10",
     "GUESTKIT_BRIDGE": "0",
+    "GUESTKIT_POOLS": f"default-{SESSION_TAG}",
 }
 os.environ.update(ENV)
+BROKERS = {
+    "embedded": ("embedded://" + str(SESSION_DIR / "broker"), "file://" + str(SESSION_DIR / "store")),
+    "redis": (REDIS_URL, f"{REDIS_URL}?prefix=test-{SESSION_TAG}"),
+    "rabbitmq": (RABBITMQ_URL, "file://" + str(SESSION_DIR / "store")),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--broker", choices=sorted(BROKERS), default="embedded",
+                     help="broker (and matching job store) of the integration tests: the suite marked "
+                          "'broker' runs once per broker")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    broker = config.getoption("--broker")
+    broker_url, store_url = BROKERS[broker]
+    if broker != "embedded":
+        require_service_or_exit(broker_url)
+    os.environ["CELERY_BROKER_URL"] = broker_url
+    os.environ["GUESTKIT_STORE_URL"] = store_url
+    config.addinivalue_line("markers", "broker: integration test that runs once per broker (--broker)")
+
+
+def require_service_or_exit(url: str) -> None:
+    """Same rule as tests.brokers.require_service, for a whole session."""
+    if reachable(url):
+        return
+    if service_required(url):
+        raise pytest.UsageError(f"--broker needs {url}, which is not reachable: start it first")
+    pytest.exit(f"skipped: {url} is not reachable and its server is not installed here", returncode=0)
 CELERY = str(Path(sys.executable).with_name("celery"))
 ROOT = Path(__file__).resolve().parent.parent
 

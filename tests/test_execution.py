@@ -17,6 +17,8 @@ from app.errors import JobFailed, ValidationFailed
 from app.states import JobState
 from tests.conftest import SEED_JOB, SESSION_DIR, WorkerProcess, make_job, new_job_id, routed, wait_for
 
+pytestmark = pytest.mark.broker
+
 
 def sleep_job(tmp: Path, seconds: float, **execution) -> dict:
     return make_job("test.sleep", {"seconds": seconds, "started_file": str(tmp / f"started-{new_job_id()}"),
@@ -295,11 +297,14 @@ def test_worker_restart_between_submit_and_completion(start_worker, pool_name: s
 
 def test_killed_worker_job_is_redelivered_as_next_attempt(start_worker, pool_name: str, tmp: Path) -> None:
     doc = routed(sleep_job(tmp, 3, max_attempts=2), pool_name)
-    worker = start_worker(env={"GUESTKIT_POOLS": pool_name})
+    doc["payload"]["data"]["retry_seconds"] = 0.1
+    # Redis hands a dead worker's message back after the visibility timeout: make it short here
+    env = {"GUESTKIT_POOLS": pool_name, "GUESTKIT_VISIBILITY_TIMEOUT": "4"}
+    worker = start_worker(env=env)
     handle = api.submit(doc)
     wait_for(lambda: Path(doc["payload"]["data"]["started_file"]).exists(), what="the job to start")
     worker.kill()  # SIGKILL main process and children: the message was never acknowledged
-    start_worker(env={"GUESTKIT_POOLS": pool_name})
+    start_worker(env=env)
     result = handle.result(timeout=30)
     assert result["status"] == "completed"
     assert result["execution_summary"]["attempt"] == 2
