@@ -10,7 +10,7 @@ VENV=${GUESTKIT_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 # command -> Debian package providing it
 DEBIAN_TOOLS="qemu-img:qemu-utils qemu-nbd:qemu-utils sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools \
-mke2fs:e2fsprogs debugfs:e2fsprogs fakeroot:fakeroot"
+mke2fs:e2fsprogs debugfs:e2fsprogs fakeroot:fakeroot mkntfs:ntfs-3g"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -1,0 +1,105 @@
+"""``guestkit.convert``: converts a disk image between raw, qcow2, vmdk, vhdx and vdi."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from app.errors import ErrorCode, JobError
+from app.handler import Handler, HandlerContext, HandlerResult
+from handlers.guestimage import ImageInfo, image_info, verify_checksum
+from handlers.guestimage.qemu import COMPRESSION_OPTIONS, compare_images, convert_image
+from handlers.payloads import ConvertPayloadV1
+
+GiB = 1024 ** 3
+
+
+def check_image_source(ctx: HandlerContext, info: ImageInfo) -> None:
+    """Backing and external files must be allowed paths too; the disk size limit applies."""
+    for extra in ([info.backing_file] if info.backing_file else []) + info.external_files:
+        ctx.allowed_path(extra)
+    if ctx.max_disk_size_gb is not None and info.virtual_size > ctx.max_disk_size_gb * GiB:
+        raise JobError(ErrorCode.UNSUPPORTED_IMAGE,
+                       f"image virtual size {info.virtual_size} bytes exceeds maximum_disk_size_gb="
+                       f"{ctx.max_disk_size_gb}",
+                       details={"virtual_size": info.virtual_size, "maximum_disk_size_gb": ctx.max_disk_size_gb},
+                       recoverable=False)
+
+
+def _checksum_progress(ctx: HandlerContext, low: int, high: int) -> Any:
+    return lambda percent, message: ctx.report_progress("validation", low + (high - low) * percent // 100, message)
+
+
+class ConvertHandler(Handler):
+    operation = "guestkit.convert"
+    payload_models = {1: ConvertPayloadV1}
+    features = ("convert",)
+
+    def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:
+        assert isinstance(payload, ConvertPayloadV1)
+        started = time.monotonic()
+        ctx.report_progress("validation", 0, "checking paths")
+        source = ctx.allowed_path(payload.source.path)
+        target = ctx.allowed_path(payload.target.path, must_exist=False)
+        if source == target:
+            raise JobError(ErrorCode.VALIDATION_ERROR, "source and target are the same file",
+                           details={"path": str(source)}, recoverable=False)
+        if target.exists() and not getattr(payload.options, "overwrite", False):
+            raise JobError(ErrorCode.VALIDATION_ERROR, f"target {target} already exists (set options.overwrite)",
+                           details={"path": str(target)}, recoverable=False)
+        if not target.parent.is_dir():
+            raise JobError(ErrorCode.VALIDATION_ERROR, f"target directory {target.parent} does not exist",
+                           details={"path": str(target)}, recoverable=False)
+        if payload.source.checksum:
+            verify_checksum(source, payload.source.checksum, _checksum_progress(ctx, 1, 10))
+        ctx.report_progress("disk_attach", 10, "reading source image")
+        info = image_info(str(source), payload.source.format)
+        check_image_source(ctx, info)
+        target_format = payload.target.format
+        compress = payload.target.compression and target_format in COMPRESSION_OPTIONS
+        notes = []
+        if payload.target.compression and not compress:
+            notes.append(f"{target_format} has no compressed variant; written uncompressed")
+        partial = target.parent / f".{target.name}.partial-{ctx.job_id}"
+        try:
+            ctx.report_progress("result_generation", 15, f"converting {info.format} to {target_format}")
+            convert_image(
+                source, info.format, partial, target_format, compress=compress,
+                sparse=payload.options.preserve_sparse,
+                progress=lambda pct: ctx.report_progress(
+                    "result_generation", 15 + int(pct * 0.7), f"converting: {pct:.1f}%",
+                    {"step": "convert", "convert_percent": pct}),
+                cancelled=ctx.cancel_requested,
+            )
+            verified: bool | None = None
+            if payload.options.verify_after_convert:
+                ctx.report_progress("result_generation", 86, "verifying the converted image")
+                verified, message = compare_images(source, info.format, partial, target_format,
+                                                   cancelled=ctx.cancel_requested)
+                if not verified:
+                    raise JobError(ErrorCode.EXECUTION_ERROR, f"converted image differs from the source: {message}",
+                                   details={"source": str(source), "target": str(target)}, recoverable=False)
+            os.replace(partial, target)
+        finally:
+            if partial.exists():
+                partial.unlink()
+        ctx.report_progress("cleanup", 95, "conversion finished")
+        result_info = image_info(str(target), target_format)
+        data = {
+            "source": {"path": str(source), "format": info.format, "virtual_size": info.virtual_size,
+                       "actual_size": info.actual_size, "checksum_verified": bool(payload.source.checksum)},
+            "target": {"path": str(target), "format": target_format, "virtual_size": result_info.virtual_size,
+                       "actual_size": result_info.actual_size, "compressed": compress,
+                       "subformat": "streamOptimized" if compress and target_format == "vmdk" else None},
+            "verified": verified,
+            "sparse": payload.options.preserve_sparse,
+            "notes": notes,
+            "duration_seconds": round(time.monotonic() - started, 3),
+        }
+        ctx.report_progress("cleanup", 100, "done")
+        return HandlerResult(data=data, primary=str(target), disk_read_bytes=info.actual_size,
+                             disk_write_bytes=Path(target).stat().st_size)

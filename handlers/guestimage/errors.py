@@ -1,0 +1,17 @@
+"""Helpers that build the engine's contract errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.errors import ErrorCode, JobError
+
+
+def unsupported(message: str, **details: Any) -> JobError:
+    """An ``UNSUPPORTED_IMAGE`` error naming what was found."""
+    return JobError(ErrorCode.UNSUPPORTED_IMAGE, message, details=details, recoverable=False)
+
+
+def not_found(path: str) -> JobError:
+    return JobError(ErrorCode.IMAGE_NOT_FOUND, f"{path} does not exist", details={"path": path},
+                    recoverable=False)

@@ -1,0 +1,276 @@
+"""Opening a disk image: format, partitions, LVM, filesystems, root and mountpoints."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from app.errors import JobError
+from handlers.tree import read_text
+
+from . import lvm
+from .blockdev import BlockDevice, CachedDevice, LinearDevice, RawFileDevice, SliceDevice
+from .errors import not_found, unsupported
+from .fsprobe import READABLE, probe
+from .fstab import FstabEntry, parse_fstab
+from .imageinfo import ImageInfo, image_info
+from .nbd import NbdDevice
+from .partitions import PartitionInfo, check_overlaps, has_gpt, has_mbr_signature, parse_gpt, parse_mbr
+from .tskfs import TskFilesystem
+from .view import GuestView
+
+Progress = Callable[[int, str], None]
+DISK = "/dev/sda"
+_PART_NAME = re.compile(r"^/dev/(?:[shv]da|xvda|nvme0n1p|mmcblk0p)(\d+)$")
+_WHOLE_DISK = re.compile(r"^/dev/(?:[shv]da|xvda|nvme0n1|mmcblk0)$")
+_VIRTUAL_FS = {"swap", "none", "proc", "sysfs", "tmpfs", "devpts", "devtmpfs", "cgroup", "cgroup2",
+               "securityfs", "debugfs", "nfs", "nfs4", "cifs", "bind", "overlay", "auto"}
+
+
+@dataclass
+class FilesystemInfo:
+    device: str
+    type: str
+    uuid: str | None
+    label: str | None
+    size_bytes: int | None
+    partition: int | None = None
+    #: where the filesystem starts in the disk image when it is one contiguous run (else None)
+    offset_bytes: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Guest:
+    """A disk image opened read-only. Use through ``open_guest``."""
+
+    def __init__(self, image: ImageInfo, dev: BlockDevice, progress: Progress | None = None) -> None:
+        self.image = image
+        self.partitions: list[PartitionInfo] = []
+        self.filesystems: list[FilesystemInfo] = []
+        self.lvm: list[dict[str, Any]] = []
+        self.mountpoints: dict[str, str] = {}
+        self.fstab: list[FstabEntry] = []
+        self.unplaced_mounts: list[dict[str, str]] = []
+        self.root_device: str | None = None
+        self._dev = dev
+        self._progress = progress
+        self._devices: dict[str, BlockDevice] = {}
+        self._open_fs: dict[str, TskFilesystem] = {}
+        self._root_view: GuestView | None = None
+        self._scan()
+
+    def _report(self, percent: int, message: str) -> None:
+        if self._progress is not None:
+            self._progress(percent, message)
+
+    # -- scanning -------------------------------------------------------------------------
+    def _scan(self) -> None:
+        if self._dev.size < 1024:
+            raise unsupported("the image is too small to hold a disk", virtual_size=self._dev.size)
+        self._report(40, "reading partition table")
+        sector0 = self._dev.read(0, 512)
+        whole = probe(self._dev)
+        if has_gpt(self._dev):
+            self.partitions = parse_gpt(self._dev, DISK)
+        elif has_mbr_signature(sector0) and whole.type not in ("vfat", "ntfs"):
+            self.partitions = parse_mbr(self._dev, DISK)
+        check_overlaps(self.partitions)
+        pvs: list[lvm.PhysicalVolume] = []
+        found: list[tuple[str, BlockDevice, int | None, int | None]] = []
+        if self.partitions:
+            for part in self.partitions:
+                dev = SliceDevice(self._dev, part.start_bytes, part.size_bytes)
+                found.append((part.device, dev, part.number, part.start_bytes))
+        else:
+            found.append((DISK, self._dev, None, 0))
+        self._report(55, "identifying filesystems")
+        for name, dev, number, offset in found:
+            kind = probe(dev)
+            if kind.type == "LVM2_member":
+                pv = lvm.read_pv(name, dev)
+                if pv is not None:
+                    pvs.append(pv)
+                continue
+            if kind.type == "unknown":
+                continue  # the partition is listed; an unrecognised filesystem is not
+            self._add_fs(name, dev, kind, number, offset)
+        for vg in lvm.assemble(pvs):
+            self.lvm.append(vg.as_dict())
+            for lv in vg.lvs:
+                if lv.device is None:
+                    continue
+                self._devices[lv.device_name] = self._devices[lv.mapper_name] = lv.device
+                kind = probe(lv.device)
+                if kind.type != "unknown":
+                    self._add_fs(lv.device_name, lv.device, kind, None, self._lv_offset(lv.device))
+        for fs in self.filesystems:
+            if fs.type == "ntfs":  # its label lives in a file, not in the boot sector
+                try:
+                    fs.label = self._fs(fs.device).volume_label()
+                except JobError:
+                    pass
+        if not any(fs.type in READABLE for fs in self.filesystems):
+            raise unsupported(
+                "no readable filesystem found in the image: "
+                + (", ".join(f"{fs.type} on {fs.device}" for fs in self.filesystems)
+                   or ("no partition table or filesystem" if not self.partitions else "unrecognised partitions")),
+                format=self.image.format,
+                partitions=[asdict(p) for p in self.partitions],
+                filesystems=[fs.as_dict() for fs in self.filesystems],
+                lvm=self.lvm,
+                first_bytes=sector0[:16].hex(),
+            )
+        self._report(70, "image opened")
+
+    def _lv_offset(self, dev: LinearDevice) -> int | None:
+        where = dev.contiguous_offset()
+        if where is None or not isinstance(where[0], SliceDevice):
+            return None
+        return where[0].start + where[1]
+
+    def _add_fs(self, name: str, dev: BlockDevice, kind: Any, number: int | None, offset: int | None) -> None:
+        self._devices[name] = dev
+        self.filesystems.append(FilesystemInfo(name, kind.type, kind.uuid, kind.label, kind.size_bytes,
+                                               number, offset))
+
+    # -- filesystems and trees ----------------------------------------------------------------
+    def filesystem(self, device: str) -> FilesystemInfo | None:
+        for fs in self.filesystems:
+            if fs.device == device:
+                return fs
+        return None
+
+    def _fs(self, device: str) -> TskFilesystem:
+        if device not in self._open_fs:
+            info = self.filesystem(device)
+            if info is None or info.type not in READABLE:
+                kind = info.type if info else "nothing"
+                raise unsupported(f"{device} holds {kind}, which the engine cannot read", device=device,
+                                  type=kind)
+            self._open_fs[device] = TskFilesystem(self._devices[device], info.type, device)
+        return self._open_fs[device]
+
+    def filesystem_tree(self, device: str) -> GuestView:
+        """One filesystem on its own, as a guest tree rooted at its top directory."""
+        return GuestView({"/": self._fs(device)})
+
+    def _looks_like_root(self, device: str) -> bool:
+        try:
+            fs = self._fs(device)
+        except JobError:
+            return False  # a broken non-root filesystem must not hide the root
+        for marker in ("/etc/fstab", "/etc/os-release", "/usr/lib/os-release", "/etc/passwd"):
+            entry = fs.entry(marker)
+            if entry is not None:
+                return True
+        entry = fs.entry("/Windows/System32/config")
+        return entry is not None and entry.info.type == "dir"
+
+    def find_device(self, spec: str) -> str | None:
+        """The device an fstab spec (UUID=, LABEL=, PARTUUID=, /dev/…) names in this image."""
+        entry = FstabEntry(spec, "", "", (), 0, 0, 0)
+        kind, value = entry.spec_kind, entry.spec_value
+        if value.startswith("/dev/disk/by-"):
+            sub, _, tail = value[len("/dev/disk/by-"):].partition("/")
+            kind, value = {"uuid": "uuid", "label": "label", "partuuid": "partuuid",
+                           "partlabel": "partlabel"}.get(sub, "other"), tail
+        for fs in self.filesystems:
+            if kind == "uuid" and fs.uuid and fs.uuid.lower() == value.lower():
+                return fs.device
+            if kind == "label" and fs.label == value:
+                return fs.device
+        for part in self.partitions:
+            if kind == "partuuid" and part.uuid and part.uuid.lower() == value.lower():
+                return part.device
+            if kind == "partlabel" and part.name == value:
+                return part.device
+        if kind != "device":
+            return None
+        if value in self._devices:
+            return value
+        match = _PART_NAME.match(value)
+        if match:
+            name = f"{DISK}{match.group(1)}"
+            return name if name in self._devices else None
+        if _WHOLE_DISK.match(value) and DISK in self._devices:
+            return DISK
+        return None
+
+    def root_tree(self) -> GuestView:
+        """The guest's root filesystem with the others placed at their fstab mountpoints."""
+        if self._root_view is not None:
+            return self._root_view
+        self._report(75, "looking for the root filesystem")
+        readable = [fs.device for fs in self.filesystems if fs.type in READABLE]
+        roots = [device for device in readable if self._looks_like_root(device)]
+        if not roots:
+            raise unsupported("no root filesystem (with /etc or /Windows) found",
+                              filesystems=[fs.as_dict() for fs in self.filesystems])
+        roots.sort(key=lambda d: 0 if self._fs(d).entry("/etc/fstab") else 1)
+        root = roots[0]
+        self.root_device = root
+        mounts: dict[str, TskFilesystem] = {"/": self._fs(root)}
+        self.mountpoints = {"/": root}
+        text = read_text(GuestView(mounts), "/etc/fstab")
+        self.fstab = parse_fstab(text or "")
+        for entry in self.fstab:
+            point = os.path.normpath(entry.mountpoint) if entry.mountpoint.startswith("/") else ""
+            if not point or point == "/" or entry.fstype in _VIRTUAL_FS:
+                continue
+            device = self.find_device(entry.spec)
+            info = self.filesystem(device) if device else None
+            if device is None or info is None or info.type not in READABLE:
+                reason = "not found in the image" if info is None else f"{info.type} is not readable"
+                self.unplaced_mounts.append({"mountpoint": point, "spec": entry.spec, "reason": reason})
+                continue
+            mounts[point] = self._fs(device)
+            self.mountpoints[point] = device
+        self._root_view = GuestView(mounts)
+        self._report(90, "root filesystem found")
+        return self._root_view
+
+    def close(self) -> None:
+        self._open_fs.clear()
+        self._dev.close()
+
+
+@contextmanager
+def open_guest(path: str | Path, fmt: str | None = None, *, progress: Progress | None = None,
+               max_size_bytes: int | None = None, allow_backing: bool = False) -> Iterator[Guest]:
+    """Open a disk image read-only. Raises JobError (IMAGE_NOT_FOUND, UNSUPPORTED_IMAGE).
+
+    Images with a backing file or external data files are refused unless ``allow_backing``:
+    qemu would open files the caller never named.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise not_found(path)
+    if progress is not None:
+        progress(5, "reading image format")
+    info = image_info(path, fmt)
+    if max_size_bytes is not None and info.virtual_size > max_size_bytes:
+        raise unsupported(f"image virtual size {info.virtual_size} exceeds the limit of {max_size_bytes} bytes",
+                          virtual_size=info.virtual_size, max_size_bytes=max_size_bytes)
+    if not allow_backing and (info.has_backing_file or info.external_files):
+        raise unsupported("images with backing files or external data files are not opened",
+                          backing_file=info.backing_file, external_files=info.external_files)
+    if progress is not None:
+        progress(20, f"attaching {info.format} image")
+    dev: BlockDevice
+    dev = RawFileDevice(path) if info.format == "raw" else CachedDevice(NbdDevice(path, info.format))
+    try:
+        guest = Guest(info, dev, progress)
+    except BaseException:
+        dev.close()
+        raise
+    try:
+        yield guest
+    finally:
+        guest.close()

@@ -1,0 +1,96 @@
+"""A merged guest file tree: filesystems at their mountpoints, symlinks resolved inside the guest."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from handlers.tree import FileInfo
+
+from .tskfs import TskFilesystem
+
+MAX_SYMLINK_HOPS = 40
+
+
+class GuestView:
+    """Implements ``handlers.tree.GuestTree`` over one or more mounted filesystems."""
+
+    def __init__(self, mounts: dict[str, TskFilesystem]) -> None:
+        if "/" not in mounts:
+            raise ValueError("a root filesystem is required")
+        self.mounts = dict(sorted(mounts.items(), key=lambda item: -len(item[0])))
+
+    def locate(self, canonical: str) -> tuple[TskFilesystem, str]:
+        """The filesystem holding a canonical guest path, and the path inside it."""
+        for mountpoint, fs in self.mounts.items():
+            if mountpoint == "/":
+                return fs, canonical
+            if canonical == mountpoint or canonical.startswith(mountpoint + "/"):
+                return fs, canonical[len(mountpoint):] or "/"
+        raise AssertionError("unreachable: '/' is always mounted")
+
+    def _lstat_canonical(self, canonical: str) -> tuple[FileInfo, str | None] | None:
+        fs, inner = self.locate(canonical)
+        entry = fs.entry(inner)
+        return None if entry is None else (entry.info, entry.link)
+
+    def resolve(self, path: str, follow: bool) -> str | None:
+        """The canonical path of ``path`` (parents always followed, the last part if ``follow``)."""
+        parts = list(PurePosixPath("/", path).parts[1:])
+        current = PurePosixPath("/")
+        hops = 0
+        index = 0
+        while index < len(parts):
+            name = parts[index]
+            index += 1
+            if name in ("", "."):
+                continue
+            if name == "..":
+                current = current.parent
+                continue
+            candidate = current / name
+            is_last = index == len(parts)
+            found = self._lstat_canonical(str(candidate))
+            if found is None:
+                return str(candidate) if is_last else None
+            info, link = found
+            if info.type == "symlink" and (follow or not is_last):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS or link is None:
+                    return None
+                base = PurePosixPath("/") if link.startswith("/") else current
+                parts = list(PurePosixPath(base, link).parts[1:]) + parts[index:]
+                current = PurePosixPath("/")
+                index = 0
+                continue
+            if not is_last and info.type != "dir":
+                return None
+            current = candidate
+        return str(current)
+
+    def stat(self, path: str) -> FileInfo | None:
+        canonical = self.resolve(path, follow=False)
+        if canonical is None:
+            return None
+        found = self._lstat_canonical(canonical)
+        return None if found is None else found[0]
+
+    def read_bytes(self, path: str, limit: int | None = None) -> bytes | None:
+        canonical = self.resolve(path, follow=True)
+        if canonical is None:
+            return None
+        fs, inner = self.locate(canonical)
+        return fs.read(inner, limit)
+
+    def listdir(self, path: str) -> list[str] | None:
+        canonical = self.resolve(path, follow=True)
+        if canonical is None:
+            return None
+        fs, inner = self.locate(canonical)
+        return fs.listdir(inner)
+
+    def readlink(self, path: str) -> str | None:
+        canonical = self.resolve(path, follow=False)
+        if canonical is None:
+            return None
+        found = self._lstat_canonical(canonical)
+        return None if found is None else found[1]
