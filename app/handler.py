@@ -61,6 +61,8 @@ class Handler(ABC):
     payload_models: ClassVar[dict[int, type[BaseModel]]]
     #: features this handler brings (advertised by the worker, matched against constraints)
     features: ClassVar[tuple[str, ...]] = ()
+    #: disk image formats it reads (advertised; informational)
+    disk_formats: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:

@@ -143,3 +143,23 @@ def test_concurrent_writers_never_break_the_state_machine(store: JobStore, store
     assert total == 4 and final.state is JobState.COMPLETED
     assert [h.state for h in final.history] == [JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING,
                                                 JobState.COMPLETED]
+
+
+def test_worker_adverts_lapse_after_their_ttl(store: JobStore) -> None:
+    import time
+
+    tag = uuid.uuid4().hex[:6]
+    store.put_worker({"worker_id": f"alive-{tag}", "version": "0.1.0"}, ttl=30)
+    store.put_worker({"worker_id": f"lapsing-{tag}", "version": "0.1.0"}, ttl=0.05)
+    deadline = time.monotonic() + 5
+    while any(a["worker_id"] == f"lapsing-{tag}" for a in store.workers()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ids = [a["worker_id"] for a in store.workers()]
+    assert f"alive-{tag}" in ids and f"lapsing-{tag}" not in ids
+
+
+def test_unmatched_jobs_are_remembered_and_forgotten(store: JobStore) -> None:
+    store.mark_unmatched("job-u-000001")
+    store.mark_unmatched("job-u-000002")
+    store.mark_unmatched("job-u-000001", False)
+    assert store.unmatched() == ["job-u-000002"]

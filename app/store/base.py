@@ -60,6 +60,21 @@ class JobStore(ABC):
     @abstractmethod
     def job_ids(self) -> Iterator[str]: ...
 
+    @abstractmethod
+    def put_worker(self, advert: dict[str, Any], ttl: float) -> None:
+        """Publish a worker's advertisement (contract section 7); it lapses after ``ttl`` s."""
+
+    @abstractmethod
+    def workers(self) -> list[dict[str, Any]]:
+        """Advertisements of the workers whose last heartbeat has not lapsed."""
+
+    @abstractmethod
+    def mark_unmatched(self, job_id: str, unmatched: bool = True) -> None:
+        """Remember (or forget) a job that no live worker could run when it was submitted."""
+
+    @abstractmethod
+    def unmatched(self) -> list[str]: ...
+
     def list(self, state: JobState | None = None) -> list[JobStatus]:
         found = (self.get(job_id) for job_id in self.job_ids())
         return [s for s in found if s is not None and (state is None or s.state is state)]

@@ -6,6 +6,8 @@ Layout under the root:
     progress/<job_id>.jsonl   progress events, one appended line each
     keys/<sha256(key)>.json   idempotency claim: {"key", "job_id"}, changed under keys/<…>.lock
     cancel/<job_id>           exists once a cancel was requested
+    workers/<worker_id>.json  advertisement with an "expires" time
+    unmatched/<job_id>        jobs waiting for a worker that can run them
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +34,9 @@ class FileJobStore(JobStore):
         self.events = self.root / "progress"
         self.keys = self.root / "keys"
         self.cancels = self.root / "cancel"
-        for folder in (self.jobs, self.events, self.keys, self.cancels):
+        self.adverts = self.root / "workers"
+        self.waiting = self.root / "unmatched"
+        for folder in (self.jobs, self.events, self.keys, self.cancels, self.adverts, self.waiting):
             folder.mkdir(parents=True, exist_ok=True)
 
     def __reduce__(self):
@@ -114,3 +119,30 @@ class FileJobStore(JobStore):
         for entry in os.scandir(self.jobs):
             if entry.name.endswith(".json"):
                 yield entry.name[: -len(".json")]
+
+    def put_worker(self, advert: dict[str, Any], ttl: float) -> None:
+        record = {"expires": time.time() + ttl, "advert": advert}
+        write_atomic(self.adverts / f"{advert['worker_id']}.json", json.dumps(record).encode())
+
+    def workers(self) -> list[dict[str, Any]]:
+        now = time.time()
+        found = []
+        for entry in os.scandir(self.adverts):
+            if not entry.name.endswith(".json"):
+                continue
+            try:
+                record = json.loads(Path(entry.path).read_bytes())
+            except (OSError, ValueError):
+                continue
+            if record["expires"] > now:
+                found.append(record["advert"])
+        return sorted(found, key=lambda advert: advert["worker_id"])
+
+    def mark_unmatched(self, job_id: str, unmatched: bool = True) -> None:
+        if unmatched:
+            (self.waiting / job_id).touch()
+        else:
+            (self.waiting / job_id).unlink(missing_ok=True)
+
+    def unmatched(self) -> list[str]:
+        return sorted(os.listdir(self.waiting))

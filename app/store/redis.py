@@ -7,6 +7,8 @@ Keys (under the prefix):
     key:<sha256(key)>   job_id holding an idempotency key; claimed in a transaction that also
                         watches the holder's status, so a claim is atomic across hosts
     cancel:<job_id>     exists once a cancel was requested
+    worker:<worker_id>  advertisement, expiring with its heartbeat
+    unmatched           set of jobs waiting for a worker that can run them
 """
 
 from __future__ import annotations
@@ -122,6 +124,23 @@ class RedisJobStore(JobStore):
                     if state is None or status.state is state:
                         found.append(status)
         return found
+
+    def put_worker(self, advert: dict[str, Any], ttl: float) -> None:
+        self.client.set(self._k("worker", advert["worker_id"]), json.dumps(advert), px=max(1, int(ttl * 1000)))
+
+    def workers(self) -> list[dict[str, Any]]:
+        keys = list(self.client.scan_iter(match=self._k("worker", "*"), count=1000))
+        adverts = [json.loads(raw) for raw in self.client.mget(keys) if raw is not None] if keys else []
+        return sorted(adverts, key=lambda advert: advert["worker_id"])
+
+    def mark_unmatched(self, job_id: str, unmatched: bool = True) -> None:
+        if unmatched:
+            self.client.sadd(self._k("unmatched"), job_id)
+        else:
+            self.client.srem(self._k("unmatched"), job_id)
+
+    def unmatched(self) -> list[str]:
+        return sorted(member.decode() for member in self.client.smembers(self._k("unmatched")))
 
     def ping(self) -> bool:
         return bool(self.client.ping())
