@@ -1,0 +1,230 @@
+"""``guestkit.compare``: what differs between two guests — packages, users, groups, services,
+configuration files under /etc (with unified diffs) and file listings of selected directories.
+
+``compare_trees`` works on any two ``GuestTree``s; ``CompareHandler`` opens both images first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from app.handler import Handler, HandlerContext, HandlerResult
+from handlers.guestos import read_groups, read_packages, read_services, read_users
+from handlers.guestos.packages import format_version, package_key
+from handlers.guestos.walk import TooManyEntries, walk
+from handlers.imagejob import PhaseProgress, image_facts, open_image, phase_reporter, write_output
+from handlers.payloads import CompareOptions, ComparePayloadV1
+from handlers.tree import FileInfo, GuestTree
+
+CONFIG_ROOT = "/etc"
+FILE_ROOTS = ("/boot", "/opt", "/root", "/home", "/srv", "/usr/local", "/var/spool/cron")
+MAX_DIFF_BYTES = 1024 * 1024
+MAX_DIFF_LINES = 2000
+MAX_ENTRIES = 200_000
+#: files whose content never goes into a report (password hashes, private keys)
+SECRET_PATTERNS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh/*_key",
+                   "*.key", "/etc/security/opasswd", "/etc/krb5.keytab", "/etc/ssl/private/*",
+                   "/etc/pki/tls/private/*", "/etc/NetworkManager/system-connections/*",
+                   "/etc/wpa_supplicant/*", "/etc/sysconfig/network-scripts/keys-*")
+
+
+def _no_progress(phase: str, percent: int, message: str) -> None:
+    return None
+
+
+# ---------------------------------------------------------------------------------------- records
+
+
+def _diff_records(before: list[dict[str, Any]], after: list[dict[str, Any]], key: str,
+                  fields: tuple[str, ...]) -> dict[str, Any]:
+    """added / removed names and changed fields between two lists of records keyed by ``key``."""
+    old = {r[key]: r for r in before}
+    new = {r[key]: r for r in after}
+    changed = []
+    for name in sorted(old.keys() & new.keys()):
+        changes = {f: {"from": old[name][f], "to": new[name][f]} for f in fields if old[name][f] != new[name][f]}
+        if changes:
+            changed.append({key: name, "changes": changes})
+    return {"added": sorted(new.keys() - old.keys()), "removed": sorted(old.keys() - new.keys()),
+            "changed": changed}
+
+
+def compare_packages(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, Any]:
+    """Keyed by (name, arch); several installed versions (kernels) are compared as sets."""
+    old: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    new: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for side, packages in ((old, before), (new, after)):
+        for package in packages:
+            side.setdefault(package_key(package), []).append(package)
+    added: list[dict[str, Any]] = []
+    removed: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    for key in sorted(old.keys() | new.keys()):
+        was = {format_version(p): p for p in old.get(key, [])}
+        now = {format_version(p): p for p in new.get(key, [])}
+        if was.keys() == now.keys():
+            continue
+        if len(was) == 1 and len(now) == 1:
+            changed.append({"name": key[0], "arch": key[1] or None, "from": next(iter(was)), "to": next(iter(now))})
+            continue
+        added += [now[v] for v in sorted(now.keys() - was.keys())]
+        removed += [was[v] for v in sorted(was.keys() - now.keys())]
+    return {"added": added, "removed": removed, "changed": changed}
+
+
+def compare_services(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    old = {u["name"] for u in before["enabled"]}
+    new = {u["name"] for u in after["enabled"]}
+    old_sysv = {s["name"]: s["runlevels"] for s in before["sysv"]}
+    new_sysv = {s["name"]: s["runlevels"] for s in after["sysv"]}
+    return {
+        "enabled": sorted(new - old), "disabled": sorted(old - new),
+        "masked": sorted(set(after["masked"]) - set(before["masked"])),
+        "unmasked": sorted(set(before["masked"]) - set(after["masked"])),
+        "default_target": None if before["default_target"] == after["default_target"] else
+        {"from": before["default_target"], "to": after["default_target"]},
+        "sysv": {"enabled": sorted(new_sysv.keys() - old_sysv.keys()),
+                 "disabled": sorted(old_sysv.keys() - new_sysv.keys()),
+                 "changed": [{"name": n, "from": old_sysv[n], "to": new_sysv[n]}
+                             for n in sorted(old_sysv.keys() & new_sysv.keys()) if old_sysv[n] != new_sysv[n]]},
+    }
+
+
+# ---------------------------------------------------------------------------------------- files
+
+
+def _is_secret(path: str) -> bool:
+    return any(fnmatch.fnmatch(path, pattern) for pattern in SECRET_PATTERNS)
+
+
+def _metadata_changes(old: FileInfo, new: FileInfo, ignore_timestamps: bool) -> dict[str, Any]:
+    fields = ["type", "size", "mode", "uid", "gid"] + ([] if ignore_timestamps else ["mtime"])
+    return {f: {"from": getattr(old, f), "to": getattr(new, f)} for f in fields
+            if getattr(old, f) != getattr(new, f)}
+
+
+def _text_diff(path: str, old: bytes, new: bytes) -> dict[str, Any]:
+    if b"\0" in old or b"\0" in new:
+        return {"binary": True, "diff": None}
+    lines = list(difflib.unified_diff(
+        old.decode("utf-8", "replace").splitlines(keepends=True),
+        new.decode("utf-8", "replace").splitlines(keepends=True), fromfile=f"a{path}", tofile=f"b{path}"))
+    truncated = len(lines) > MAX_DIFF_LINES
+    text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in lines[:MAX_DIFF_LINES])
+    return {"binary": False, "diff": text, "truncated": truncated}
+
+
+def _content(tree: GuestTree, path: str, info: FileInfo) -> bytes | str | None:
+    if info.type == "symlink":
+        return tree.readlink(path)
+    if info.type == "file":
+        return tree.read_bytes(path, limit=MAX_DIFF_BYTES + 1)
+    return None
+
+
+def compare_file_sets(a: GuestTree, b: GuestTree, top: str, *, ignore_timestamps: bool,
+                      with_diffs: bool) -> dict[str, Any]:
+    """Entries added, removed and modified under ``top``; content diffs of text files when ``with_diffs``."""
+    try:
+        old, new = walk(a, top, MAX_ENTRIES), walk(b, top, MAX_ENTRIES)
+    except TooManyEntries as exc:
+        return {"added": [], "removed": [], "modified": [], "skipped": str(exc)}
+    modified = []
+    for path in sorted(old.keys() & new.keys()):
+        before, after = old[path], new[path]
+        if before.type == "dir" and after.type == "dir":
+            changes = _metadata_changes(before, after, ignore_timestamps)
+            changes.pop("size", None)
+            if changes:
+                modified.append({"path": path, "metadata": changes})
+            continue
+        was, now = _content(a, path, before), _content(b, path, after)
+        metadata = _metadata_changes(before, after, ignore_timestamps)
+        if was == now and not metadata:
+            continue
+        entry: dict[str, Any] = {"path": path, "content_changed": was != now, "metadata": metadata}
+        if was != now and before.type == after.type == "symlink":
+            entry["link"] = {"from": was, "to": now}
+        elif was != now and with_diffs and before.type == after.type == "file":
+            if _is_secret(path):
+                entry.update(redacted=True, diff=None)
+            elif max(len(was or b""), len(now or b"")) > MAX_DIFF_BYTES:
+                entry.update(diff=None, too_large=True)
+            else:
+                entry.update(_text_diff(path, was or b"", now or b""))  # type: ignore[arg-type]
+        modified.append(entry)
+    return {"added": sorted(new.keys() - old.keys()), "removed": sorted(old.keys() - new.keys()),
+            "modified": modified}
+
+
+# ---------------------------------------------------------------------------------------- assembly
+
+_USER_FIELDS = ("uid", "gid", "gecos", "home", "shell", "password", "login_allowed", "groups", "sudo")
+
+
+def compare_trees(a: GuestTree, b: GuestTree, options: CompareOptions | None = None,
+                  progress: PhaseProgress | None = None) -> dict[str, Any]:
+    """Differences from baseline ``a`` to target ``b``; sections follow the compare_* options."""
+    options = options or CompareOptions()
+    report_progress: Callable[[str, int, str], None] = progress or _no_progress
+    report: dict[str, Any] = {}
+    if options.compare_packages:
+        report_progress("package_scan", 55, "comparing packages")
+        packages = compare_packages(read_packages(a)["packages"], read_packages(b)["packages"])
+        report["packages"] = packages
+    if options.compare_config:
+        report_progress("service_scan", 65, "comparing users, groups and services")
+        report["users"] = _diff_records(read_users(a), read_users(b), "name", _USER_FIELDS)
+        report["groups"] = _diff_records(read_groups(a), read_groups(b), "name", ("gid", "members"))
+        report["services"] = compare_services(read_services(a), read_services(b))
+        report_progress("security_scan", 75, "comparing /etc")
+        report["config"] = compare_file_sets(a, b, CONFIG_ROOT, ignore_timestamps=options.ignore_timestamps,
+                                             with_diffs=True)
+    if options.compare_files:
+        report_progress("disk_inspection", 80, "comparing file listings")
+        report["files"] = {top: compare_file_sets(a, b, top, ignore_timestamps=options.ignore_timestamps,
+                                                  with_diffs=False) for top in FILE_ROOTS}
+    report["summary"] = _summary(report)
+    return report
+
+
+def _summary(report: dict[str, Any]) -> dict[str, int]:
+    summary: dict[str, int] = {}
+    if "packages" in report:
+        for kind in ("added", "removed", "changed"):
+            summary[f"packages_{kind}"] = len(report["packages"][kind])
+    if "users" in report:
+        summary["users_changed"] = sum(len(report["users"][k]) for k in ("added", "removed", "changed"))
+        summary["services_changed"] = len(report["services"]["enabled"]) + len(report["services"]["disabled"])
+        summary["config_files_changed"] = sum(len(report["config"][k]) for k in ("added", "removed", "modified"))
+    if "files" in report:
+        summary["files_changed"] = sum(len(part[k]) for part in report["files"].values()
+                                       for k in ("added", "removed", "modified"))
+    summary["total"] = sum(summary.values())
+    return summary
+
+
+class CompareHandler(Handler):
+    operation = "guestkit.compare"
+    payload_models = {1: ComparePayloadV1}
+    features = ("compare",)
+
+    def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:
+        assert isinstance(payload, ComparePayloadV1)
+        if payload.output.destination:
+            ctx.allowed_path(payload.output.destination, must_exist=False)
+        ctx.allowed_path(payload.target.path)  # both paths checked before either image is opened
+        with open_image(ctx, payload.baseline, low=0, high=20, label="baseline: ") as (base_guest, base_tree), \
+                open_image(ctx, payload.target, low=20, high=40, label="target: ") as (target_guest, target_tree):
+            report = compare_trees(base_tree, target_tree, payload.options, phase_reporter(ctx))
+            ctx.report_progress("result_generation", 90, f"{report['summary']['total']} differences")
+            report = {"baseline": image_facts(base_guest), "target": image_facts(target_guest), **report}
+        written = write_output(ctx, payload.output.destination, report)
+        ctx.report_progress("cleanup", 100, "comparison complete")
+        return HandlerResult(data=report, primary=written, artifacts=[written] if written else [])

@@ -1,0 +1,121 @@
+"""Distribution facts: os-release, version numbers, package format and manager."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from handlers.guestos.arch import detect_architecture
+from handlers.guestos.common import exists, parse_settings
+from handlers.tree import GuestTree, read_text
+
+OS_RELEASE_PATHS = ("/etc/os-release", "/usr/lib/os-release")
+
+#: distribution id (or an id_like entry) -> (package format, package managers in preference order)
+_PACKAGING: dict[str, tuple[str, tuple[str, ...]]] = {
+    "debian": ("deb", ("apt", "dpkg")),
+    "ubuntu": ("deb", ("apt", "dpkg")),
+    "rhel": ("rpm", ("dnf", "yum", "rpm")),
+    "fedora": ("rpm", ("dnf", "yum", "rpm")),
+    "centos": ("rpm", ("dnf", "yum", "rpm")),
+    "suse": ("rpm", ("zypper", "rpm")),
+    "opensuse": ("rpm", ("zypper", "rpm")),
+    "arch": ("pacman", ("pacman",)),
+    "alpine": ("apk", ("apk",)),
+}
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """KEY=value pairs of an os-release file, values unquoted."""
+    return {s.key: s.value for s in parse_settings(text, "/etc/os-release")}
+
+
+#: release files of guests older than os-release: path -> distribution id
+_LEGACY_RELEASE_FILES = {"/etc/centos-release": "centos", "/etc/fedora-release": "fedora",
+                         "/etc/redhat-release": "rhel"}
+_LEGACY_RELEASE = re.compile(r"^(?P<name>.+?)\s+release\s+(?P<version>\d+(?:\.\d+)*)")
+
+
+def _legacy_release(tree: GuestTree) -> dict[str, str]:
+    """os-release fields recovered from /etc/redhat-release and friends, or /etc/debian_version."""
+    for path, ident in _LEGACY_RELEASE_FILES.items():
+        match = _LEGACY_RELEASE.match((read_text(tree, path) or "").strip())
+        if match:
+            name = match.group("name")
+            if ident == "rhel" and "CentOS" in name:
+                ident = "centos"
+            return {"ID": ident, "NAME": name, "VERSION_ID": match.group("version"),
+                    "PRETTY_NAME": (read_text(tree, path) or "").strip()}
+    if read_text(tree, "/etc/debian_version") is not None:
+        return {"ID": "debian", "NAME": "Debian GNU/Linux"}
+    return {}
+
+
+def read_os_release(tree: GuestTree) -> dict[str, str]:
+    """os-release fields; guests without os-release fall back to their legacy release files."""
+    for path in OS_RELEASE_PATHS:
+        text = read_text(tree, path)
+        if text is not None:
+            return parse_os_release(text)
+    return _legacy_release(tree)
+
+
+def _version_numbers(version: str | None) -> tuple[int | None, int | None]:
+    match = re.match(r"^(\d+)(?:\.(\d+))?", version or "")
+    if not match:
+        return None, None
+    return int(match.group(1)), int(match.group(2)) if match.group(2) else None
+
+
+def _precise_version(tree: GuestTree, distribution: str | None, version_id: str | None) -> str | None:
+    """Debian keeps the point release only in /etc/debian_version (os-release says ``12``)."""
+    if distribution == "debian":
+        text = (read_text(tree, "/etc/debian_version") or "").strip()
+        if re.match(r"^\d+(\.\d+)*$", text):
+            return text
+    return version_id
+
+
+def _packaging(tree: GuestTree, ids: list[str]) -> tuple[str | None, str | None]:
+    for ident in ids:
+        if ident in _PACKAGING:
+            fmt, managers = _PACKAGING[ident]
+            for manager in managers:
+                if exists(tree, f"/usr/bin/{manager}") or exists(tree, f"/bin/{manager}"):
+                    return fmt, manager
+            return fmt, managers[-1]
+    if exists(tree, "/var/lib/dpkg/status"):
+        return "deb", "dpkg"
+    if exists(tree, "/var/lib/rpm"):
+        return "rpm", "rpm"
+    return None, None
+
+
+def detect_os(tree: GuestTree) -> dict[str, Any]:
+    """The ``os`` section of the inspect report (without the hostname)."""
+    release = read_os_release(tree)
+    distribution = release.get("ID", "").lower() or None
+    id_like = release.get("ID_LIKE", "").lower().split()
+    version = _precise_version(tree, distribution, release.get("VERSION_ID"))
+    major, minor = _version_numbers(version)
+    fmt, manager = _packaging(tree, ([distribution] if distribution else []) + id_like)
+    if release or exists(tree, "/etc/passwd"):
+        os_type = "linux"
+    elif exists(tree, "/Windows/System32"):
+        os_type = "windows"
+    else:
+        os_type = "unknown"
+    return {
+        "type": os_type,
+        "distribution": distribution,
+        "name": release.get("NAME"),
+        "pretty_name": release.get("PRETTY_NAME"),
+        "version": version,
+        "version_major": major,
+        "version_minor": minor,
+        "codename": release.get("VERSION_CODENAME") or None,
+        "id_like": id_like,
+        "architecture": detect_architecture(tree),
+        "package_format": fmt,
+        "package_manager": manager,
+    }

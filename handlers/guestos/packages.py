@@ -1,0 +1,75 @@
+"""Installed packages: dpkg status (deb) and the rpm sqlite database (rpm)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.guestos.rpmdb import legacy_rpmdb_path, read_rpm_packages
+from handlers.tree import GuestTree, read_text
+
+DPKG_STATUS = "/var/lib/dpkg/status"
+#: a status file with tens of thousands of packages is ~100 MiB
+MAX_STATUS_BYTES = 512 * 1024 * 1024
+_INSTALLED = ("installed",)
+
+
+def split_dpkg_version(text: str) -> tuple[int | None, str, str | None]:
+    """``[epoch:]upstream[-revision]`` -> (epoch, upstream, revision); the revision follows the last hyphen."""
+    epoch: int | None = None
+    head, sep, rest = text.partition(":")
+    if sep and head.isdigit():
+        epoch, text = int(head), rest
+    upstream, sep, revision = text.rpartition("-")
+    return (epoch, upstream, revision) if sep else (epoch, text, None)
+
+
+def parse_dpkg_status(text: str) -> list[dict[str, Any]]:
+    """Installed packages of a dpkg status file (``Status: ... installed``), sorted by name and arch."""
+    packages = []
+    for stanza in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line and not line[0].isspace() and ":" in line:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        status = fields.get("Status", "").split()
+        if not fields.get("Package") or not status or status[-1] not in _INSTALLED:
+            continue
+        epoch, version, release = split_dpkg_version(fields.get("Version", ""))
+        packages.append({"name": fields["Package"], "epoch": epoch, "version": version, "release": release,
+                         "arch": fields.get("Architecture")})
+    return sort_packages(packages)
+
+
+def sort_packages(packages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(packages, key=lambda p: (p["name"], p["arch"] or "", p["version"] or "", p["release"] or ""))
+
+
+def read_packages(tree: GuestTree) -> dict[str, Any]:
+    """``{"format", "source", "packages", "warning"}``; format None when no database was found."""
+    status = read_text(tree, DPKG_STATUS, limit=MAX_STATUS_BYTES)
+    if status is not None:
+        return {"format": "deb", "source": DPKG_STATUS, "packages": parse_dpkg_status(status), "warning": None}
+    rpmdb = read_rpm_packages(tree)
+    if rpmdb is not None:
+        path, rpms, warning = rpmdb
+        return {"format": "rpm", "source": path, "packages": sort_packages(rpms), "warning": warning}
+    legacy = legacy_rpmdb_path(tree)
+    if legacy:
+        return {"format": "rpm", "source": legacy, "packages": [],
+                "warning": f"{legacy} is a Berkeley DB/ndb rpm database, which is not read yet"}
+    return {"format": None, "source": None, "packages": [], "warning": None}
+
+
+def package_key(package: dict[str, Any]) -> tuple[str, str]:
+    return package["name"], package["arch"] or ""
+
+
+def format_version(package: dict[str, Any]) -> str:
+    """``epoch:version-release`` as the package manager prints it."""
+    text = package["version"] or ""
+    if package.get("release"):
+        text += f"-{package['release']}"
+    if package.get("epoch") is not None:
+        text = f"{package['epoch']}:{text}"
+    return text

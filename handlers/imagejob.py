@@ -1,0 +1,86 @@
+"""Running a job against a guest image under the job's rules: the allowed-path check, the
+checksum, the size limit and cancellation before the image is opened; engine progress mapped
+into the job's phases; the report written to ``output.destination``. Shared by the inspect,
+profile and compare handlers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from app.atomic import write_atomic
+from app.errors import ErrorCode, JobError
+from app.handler import HandlerContext
+from handlers.payloads import ImageRef
+from handlers.tree import GuestTree
+
+if TYPE_CHECKING:
+    from handlers.guestimage import Guest
+
+#: (phase, percent, message) — the signature of ``HandlerContext.report_progress`` without details
+PhaseProgress = Callable[[str, int, str], None]
+GIB = 1024 ** 3
+
+
+def image_facts(guest: Guest) -> dict[str, Any]:
+    info = guest.image
+    return {"path": info.path, "format": info.format, "virtual_size": info.virtual_size,
+            "actual_size": info.actual_size, "compressed": info.compressed}
+
+
+def check_cancel(ctx: HandlerContext, phase: str) -> None:
+    if ctx.cancel_requested():
+        raise JobError(ErrorCode.CANCELLED, "cancelled on request", phase=phase, recoverable=False)
+
+
+def phase_reporter(ctx: HandlerContext) -> PhaseProgress:
+    """Report a phase, stopping first if the job was cancelled."""
+    def report(phase: str, percent: int, message: str) -> None:
+        check_cancel(ctx, phase)
+        ctx.report_progress(phase, percent, message)
+    return report
+
+
+def _scaled(ctx: HandlerContext, low: int, high: int, label: str) -> Callable[[int, str], None]:
+    """An engine progress callback (percent, message) mapped into ``low..high`` of the job."""
+    def report(percent: int, message: str) -> None:
+        phase = "disk_attach" if percent < 50 else "disk_inspection"
+        ctx.report_progress(phase, low + (high - low) * max(0, min(percent, 100)) // 100, f"{label}{message}")
+    return report
+
+
+@contextmanager
+def open_image(ctx: HandlerContext, image: ImageRef, *, low: int = 0, high: int = 40,
+               label: str = "") -> Iterator[tuple[Guest, GuestTree]]:
+    """Check the path, verify the checksum, open the image and find its root tree.
+
+    Progress goes from ``low`` to ``high``: validation (checksum) in the first quarter, then
+    disk_attach / disk_inspection from the engine.
+    """
+    from handlers.guestimage import open_guest, verify_checksum  # the engine loads only when used
+
+    path = ctx.allowed_path(image.path)
+    quarter = low + (high - low) // 4
+    ctx.report_progress("validation", low, f"{label}checking {path}")
+    if image.checksum:
+        verify_checksum(path, image.checksum, progress=lambda percent, message: ctx.report_progress(
+            "validation", low + (quarter - low) * percent // 100, f"{label}{message}"))
+    check_cancel(ctx, "validation")
+    limit = ctx.max_disk_size_gb * GIB if ctx.max_disk_size_gb else None
+    with open_guest(path, image.format, progress=_scaled(ctx, quarter, high, label),
+                    max_size_bytes=limit) as guest:
+        tree = guest.root_tree()
+        check_cancel(ctx, "disk_inspection")
+        yield guest, tree
+
+
+def write_output(ctx: HandlerContext, destination: str | None, data: dict[str, Any]) -> str | None:
+    """Write ``data`` as JSON to ``destination`` (inside the allowed dirs) atomically; its real path."""
+    if not destination:
+        return None
+    path = ctx.allowed_path(destination, must_exist=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
+    return str(path)

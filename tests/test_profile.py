@@ -1,0 +1,281 @@
+"""guestkit.profile: every check fires on a case made for it (with its evidence), stays quiet on the
+fixed case, and is reported not applicable where it cannot apply."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.errors import ErrorCode, JobError
+from handlers.guestos.checks import CATALOGUE
+from handlers.payloads import SEVERITY_ORDER, ProfilePayloadV1
+from handlers.profile import ProfileHandler, catalogue, profile_tree
+from handlers.tree import DirectoryTree
+from tests.guestdata import MAKERS, FakeContext, make_debian_tree, make_rhel_tree
+from tests.imagebuild import build_image
+
+SSHD = "/etc/ssh/sshd_config"
+SHADOW_OK = "root:$6$s$h:19700:0:99999:7:::\n"
+PASSWD_ROOT = "root:x:0:0:root:/root:/bin/bash\n"
+WANTS = "/etc/systemd/system/multi-user.target.wants"
+UNITS = "/usr/lib/systemd/system"
+Mutation = dict[str, Any]  # path -> text (write) | int (chmod) | ("link", target) | None (delete)
+
+
+def _sshd(keyword: str, bad: str, good: str) -> tuple:
+    return ("debian", {SSHD: f"{keyword} {bad}\n"}, (SSHD, 1), {SSHD: f"{keyword} {good}\n"})
+
+
+def _sysctl(key: str, bad: str, good: str) -> tuple:
+    path = "/etc/sysctl.d/zz-test.conf"
+    return ("debian", {path: f"{key} = {bad}\n"}, (path, 1), {path: f"{key} = {good}\n"})
+
+
+def _login_defs(key: str, bad: str, good: str) -> tuple:
+    return ("debian", {"/etc/login.defs": f"{key}\t{bad}\n"}, ("/etc/login.defs", 1),
+            {"/etc/login.defs": f"{key}\t{good}\n"})
+
+
+#: check id -> (base tree, mutation that makes it fire, expected evidence (file, line),
+#: mutation of the base tree on which it passes)
+CASES: dict[str, tuple[str, Mutation, tuple[str, int | None], Mutation]] = {
+    "SSH-001": _sshd("PermitRootLogin", "yes", "no"),
+    "SSH-002": _sshd("PermitEmptyPasswords", "yes", "no"),
+    "SSH-003": _sshd("PasswordAuthentication", "yes", "no"),
+    "SSH-004": _sshd("X11Forwarding", "yes", "no"),
+    "SSH-005": _sshd("MaxAuthTries", "10", "3"),
+    "SSH-006": _sshd("PermitUserEnvironment", "yes", "no"),
+    "SSH-007": _sshd("HostbasedAuthentication", "yes", "no"),
+    "SSH-008": _sshd("IgnoreRhosts", "no", "yes"),
+    "SSH-009": _sshd("Banner", "none", "/etc/issue.net"),
+    "SSH-010": _sshd("LogLevel", "QUIET", "VERBOSE"),
+    "ACCT-001": ("debian", {"/etc/shadow": SHADOW_OK + "bob::19700:0:99999:7:::\n"}, ("/etc/shadow", 2),
+                 {"/etc/shadow": SHADOW_OK + "bob:!:19700:0:99999:7:::\n"}),
+    "ACCT-002": ("debian", {"/etc/passwd": PASSWD_ROOT + "toor:x:0:0::/root:/bin/bash\n"}, ("/etc/passwd", 2),
+                 {"/etc/passwd": PASSWD_ROOT + "toor:x:1500:1500::/home/toor:/bin/bash\n"}),
+    "ACCT-003": ("rhel", {"/etc/passwd": PASSWD_ROOT + "a:x:1000:1000::/a:/bin/bash\nb:x:1000:1000::/b:/bin/bash\n"},
+                 ("/etc/passwd", 3), {"/etc/passwd": PASSWD_ROOT + "a:x:1000:1000::/a:/bin/bash\n"}),
+    "ACCT-004": ("rhel", {"/etc/passwd": PASSWD_ROOT + "backup:x:34:34::/var/backups:/bin/sh\n"}, ("/etc/passwd", 2),
+                 {"/etc/passwd": PASSWD_ROOT + "backup:x:34:34::/var/backups:/usr/sbin/nologin\n"}),
+    "ACCT-005": ("debian", {"/etc/sudoers.d/90-carol": "Defaults env_reset\ncarol ALL=(ALL) NOPASSWD: ALL\n"},
+                 ("/etc/sudoers.d/90-carol", 2), {"/etc/sudoers.d/90-carol": "carol ALL=(ALL) ALL\n"}),
+    "PERM-001": ("debian", {"/etc/shadow": 0o644}, ("/etc/shadow", None), {"/etc/shadow": 0o640}),
+    "PERM-002": ("rhel", {"/etc/passwd": 0o666}, ("/etc/passwd", None), {"/etc/passwd": 0o644}),
+    "PERM-003": ("debian", {"/etc/crontab": 0o644}, ("/etc/crontab", None), {"/etc/crontab": 0o600}),
+    "PERM-004": ("debian", {"/boot/grub/grub.cfg": 0o644}, ("/boot/grub/grub.cfg", None),
+                 {"/boot/grub/grub.cfg": 0o600}),
+    "MAC-001": ("rhel", {"/etc/selinux/config": "SELINUX=permissive\nSELINUXTYPE=targeted\n"},
+                ("/etc/selinux/config", 1), {"/etc/selinux/config": "SELINUX=enforcing\n"}),
+    "MAC-002": ("debian", {"/etc/default/grub": 'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX="quiet apparmor=0"\n'},
+                ("/etc/default/grub", 2), {"/etc/default/grub": 'GRUB_CMDLINE_LINUX="quiet"\n'}),
+    "MAC-003": ("debian", {"/etc/apparmor.d/usr.sbin.rsyslogd": "# x\nprofile r /usr/sbin/r flags=(complain) {\n}\n"},
+                ("/etc/apparmor.d/usr.sbin.rsyslogd", 2),
+                {"/etc/apparmor.d/usr.sbin.rsyslogd": "profile r /usr/sbin/r {\n}\n"}),
+    "FW-001": ("debian", {"/etc/ufw/ufw.conf": "# ufw\nENABLED=no\n"}, ("/etc/ufw/ufw.conf", 2),
+               {"/etc/ufw/ufw.conf": "ENABLED=yes\n"}),
+    "SVC-001": ("debian", {f"{WANTS}/telnet.socket": ("link", f"{UNITS}/telnet.socket")},
+                (f"{WANTS}/telnet.socket", None), {}),
+    "SVC-002": ("rhel", {f"{WANTS}/crond.service": None}, (WANTS, None), {}),
+    "SVC-003": ("debian", {}, (WANTS, None), {f"{WANTS}/auditd.service": ("link", f"{UNITS}/auditd.service")}),
+    "SVC-004": ("debian", {}, ("/etc/systemd/system/ctrl-alt-del.target", None),
+                {"/etc/systemd/system/ctrl-alt-del.target": ("link", "/dev/null")}),
+    "FS-001": ("rhel", {}, ("/etc/fstab", None), {"/etc/fstab": "tmpfs /tmp tmpfs nodev,nosuid,noexec 0 0\n"}),
+    "FS-002": ("debian", {"/etc/fstab": "UUID=1 / ext4 defaults 0 1\ntmpfs /tmp tmpfs nodev,nosuid 0 0\n"},
+               ("/etc/fstab", 2), {"/etc/fstab": "tmpfs /tmp tmpfs nodev,nosuid,noexec 0 0\n"}),
+    "FS-003": ("rhel", {"/etc/fstab": "UUID=1 / ext4 defaults 0 1\nUUID=2 /home ext4 defaults 0 2\n"},
+               ("/etc/fstab", 2), {"/etc/fstab": "UUID=2 /home ext4 defaults,nodev 0 2\n"}),
+    "FS-004": ("debian", {}, ("/etc/fstab", None), {"/etc/fstab": "UUID=3 /var/log ext4 defaults 0 2\n"}),
+    "KRN-001": _sysctl("net.ipv4.ip_forward", "1", "0"),
+    "KRN-002": _sysctl("kernel.randomize_va_space", "1", "2"),
+    "KRN-003": _sysctl("net.ipv4.conf.all.accept_redirects", "1", "0"),
+    "KRN-004": _sysctl("net.ipv4.conf.all.send_redirects", "1", "0"),
+    "KRN-005": _sysctl("net.ipv4.conf.all.accept_source_route", "1", "0"),
+    "KRN-006": _sysctl("net.ipv4.tcp_syncookies", "0", "1"),
+    "KRN-007": _sysctl("fs.suid_dumpable", "2", "0"),
+    "KRN-008": _sysctl("kernel.dmesg_restrict", "0", "1"),
+    "PERF-002": _sysctl("vm.swappiness", "100", "10"),
+    "PASS-001": _login_defs("PASS_MAX_DAYS", "99999", "90"),
+    "PASS-002": _login_defs("PASS_MIN_DAYS", "0", "1"),
+    "PASS-003": _login_defs("PASS_WARN_AGE", "3", "14"),
+    "PASS-004": _login_defs("UMASK", "022", "027"),
+    "PERF-001": ("rhel", {"/etc/fstab": "UUID=1 / ext4 defaults 1 1\n"}, ("/etc/fstab", None), {}),
+    "PERF-003": ("rhel", {}, (WANTS, None), {f"{WANTS}/tuned.service": ("link", f"{UNITS}/tuned.service")}),
+    "PERF-004": ("debian", {f"/boot/vmlinuz-6.1.0-{n}-amd64": "k" for n in (10, 11, 12)}, ("/boot", None), {}),
+    "PERF-005": ("rhel", {}, ("/etc/systemd/journald.conf", 2),
+                 {"/etc/systemd/journald.conf": "[Journal]\nStorage=persistent\nSystemMaxUse=500M\n"}),
+    "PERF-006": ("debian", {"/etc/fstab": "UUID=1 / ext4 defaults,strictatime 0 1\n"}, ("/etc/fstab", 1),
+                 {"/etc/fstab": "UUID=1 / ext4 defaults 0 1\n"}),
+}
+
+#: check id -> (base tree, mutation) on which the check cannot apply
+NOT_APPLICABLE: dict[str, tuple[str, Mutation]] = {
+    "MAC-001": ("debian", {}), "MAC-002": ("rhel", {}), "MAC-003": ("rhel", {}), "PERF-003": ("debian", {}),
+    "FS-002": ("rhel", {}), "FS-003": ("debian", {}), "PERM-001": ("debian", {"/etc/shadow": None}),
+    "PERM-002": ("rhel", {"/etc/passwd": None}), "PERM-003": ("rhel", {"/etc/crontab": None}),
+    "PERM-004": ("debian", {"/boot/grub": None}), "SVC-004": ("rhel", {"/etc/systemd/system": None}),
+    "PERF-005": ("debian", {"/etc/systemd/journald.conf": None}),
+    **{f"SSH-{n:03d}": ("rhel", {"/etc/ssh": None}) for n in range(1, 11)},
+}
+BY_ID = {item.id: item for item in CATALOGUE}
+
+
+def _apply(root: Path, mutation: Mutation) -> None:
+    for path, change in mutation.items():
+        host = root / path.lstrip("/")
+        if change is None:
+            if host.is_dir() and not host.is_symlink():
+                shutil.rmtree(host)
+            elif host.is_symlink() or host.exists():
+                host.unlink()
+        elif isinstance(change, int):
+            host.chmod(change)
+        elif isinstance(change, tuple):
+            host.parent.mkdir(parents=True, exist_ok=True)
+            if host.is_symlink() or host.exists():
+                host.unlink()
+            host.symlink_to(change[1])
+        else:
+            host.parent.mkdir(parents=True, exist_ok=True)
+            if host.is_symlink():
+                host.unlink()
+            mode = host.stat().st_mode & 0o7777 if host.exists() else None
+            host.write_text(change)
+            if mode is not None:
+                host.chmod(mode)
+
+
+def _run(tmp_path: Path, distro: str, mutation: Mutation, check_id: str) -> dict[str, Any]:
+    MAKERS[distro](tmp_path)
+    _apply(tmp_path, mutation)
+    return profile_tree(DirectoryTree(tmp_path), [BY_ID[check_id].profile])
+
+
+def test_catalogue_size_and_shape() -> None:
+    assert len(CATALOGUE) >= 30
+    assert {item.profile for item in CATALOGUE} == {"security", "compliance", "hardening", "performance"}
+    for item in catalogue():
+        assert item["severity"] in SEVERITY_ORDER
+        assert item["title"] and item["description"] and item["remediation"]
+        assert all(ref.startswith("CIS ") for ref in item["references"])
+    assert sum(1 for item in CATALOGUE if item.references) >= 30
+
+
+def test_every_check_has_cases() -> None:
+    assert sorted(CASES) == sorted(BY_ID)
+
+
+@pytest.mark.parametrize("check_id", sorted(CASES))
+def test_check_fires_with_evidence(tmp_path: Path, check_id: str) -> None:
+    distro, fire, (file, line), _fix = CASES[check_id]
+    report = _run(tmp_path, distro, fire, check_id)
+    found = [f for f in report["findings"] if f["id"] == check_id]
+    assert found, f"{check_id} did not fire: {report['not_applicable']} {report['errors']}"
+    item = BY_ID[check_id]
+    for finding in found:
+        assert finding["severity"] == item.severity and finding["profile"] == item.profile
+        assert set(finding) == {"id", "profile", "severity", "title", "description", "evidence", "remediation",
+                                "references"}
+    assert any(f["evidence"]["file"] == file and f["evidence"]["line"] == line for f in found), found
+    assert report["errors"] == []
+
+
+@pytest.mark.parametrize("check_id", sorted(CASES))
+def test_check_passes_when_fixed(tmp_path: Path, check_id: str) -> None:
+    distro, _fire, _evidence, fix = CASES[check_id]
+    report = _run(tmp_path, distro, fix, check_id)
+    assert check_id not in {f["id"] for f in report["findings"]}
+    assert check_id in report["passed"]
+
+
+@pytest.mark.parametrize("check_id", sorted(NOT_APPLICABLE))
+def test_check_not_applicable(tmp_path: Path, check_id: str) -> None:
+    distro, mutation = NOT_APPLICABLE[check_id]
+    report = _run(tmp_path, distro, mutation, check_id)
+    assert check_id not in {f["id"] for f in report["findings"]}
+    assert check_id not in report["passed"]
+    (entry,) = [n for n in report["not_applicable"] if n["id"] == check_id]
+    assert entry["reason"] and entry["profile"] == BY_ID[check_id].profile
+
+
+def test_selinux_disabled_by_kernel_argument_is_evidenced(tmp_path: Path) -> None:
+    make_rhel_tree(tmp_path)
+    (tmp_path / "etc/default/grub").write_text('GRUB_CMDLINE_LINUX="rhgb selinux=0"\n')
+    (finding,) = [f for f in profile_tree(DirectoryTree(tmp_path), ["security"])["findings"] if f["id"] == "MAC-001"]
+    assert finding["evidence"] == {"file": "/etc/default/grub", "line": 1,
+                                   "text": 'GRUB_CMDLINE_LINUX="rhgb selinux=0"'}
+
+
+def test_firewalld_not_enabled(tmp_path: Path) -> None:
+    make_rhel_tree(tmp_path)
+    (tmp_path / WANTS.lstrip("/") / "firewalld.service").unlink()
+    (finding,) = [f for f in profile_tree(DirectoryTree(tmp_path), ["security"])["findings"] if f["id"] == "FW-001"]
+    assert "firewalld" in finding["evidence"]["text"]
+
+
+@pytest.mark.parametrize("threshold", SEVERITY_ORDER)
+def test_severity_threshold_filters(tmp_path: Path, threshold: str) -> None:
+    make_debian_tree(tmp_path)
+    tree = DirectoryTree(tmp_path)
+    everything = profile_tree(tree)
+    filtered = profile_tree(tree, threshold=threshold)
+    rank = SEVERITY_ORDER.index(threshold)
+    assert filtered["findings"] == [f for f in everything["findings"] if SEVERITY_ORDER.index(f["severity"]) >= rank]
+    assert filtered["summary"]["below_threshold"] == len(everything["findings"]) - len(filtered["findings"])
+    assert filtered["not_applicable"] == everything["not_applicable"]
+    assert filtered["summary"]["checks"] == everything["summary"]["checks"] == len(CATALOGUE)
+
+
+def test_base_trees_findings_sorted_and_counted(tmp_path: Path) -> None:
+    make_rhel_tree(tmp_path)
+    report = profile_tree(DirectoryTree(tmp_path), include_remediation=False)
+    ranks = [SEVERITY_ORDER.index(f["severity"]) for f in report["findings"]]
+    assert ranks == sorted(ranks, reverse=True)
+    assert all("remediation" not in f for f in report["findings"])
+    assert report["summary"]["findings"] == len(report["findings"]) == sum(report["summary"]["by_severity"].values())
+    assert report["summary"]["checks"] == len(CATALOGUE)
+    with pytest.raises(ValueError):
+        profile_tree(DirectoryTree(tmp_path), ["nonsense"])
+
+
+@pytest.fixture(scope="module")
+def debian_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("profile-image")
+    make_debian_tree(base / "root")
+    image = base / "debian.qcow2"
+    build_image(base / "root", image, layout="plain", fmt="qcow2")
+    return image
+
+
+def test_handler_profiles_image(debian_image: Path, tmp_path: Path) -> None:
+    ctx = FakeContext(work_dir=tmp_path, allowed_dirs=[debian_image.parent, tmp_path])
+    payload = ProfilePayloadV1.model_validate({
+        "image": {"path": str(debian_image)}, "profiles": ["security", "hardening"],
+        "options": {"severity_threshold": "medium"}, "output": {"destination": str(tmp_path / "p.json")}})
+    result = ProfileHandler().execute(ctx, payload)
+    ids = {f["id"] for f in result.data["findings"]}
+    assert {"ACCT-001", "ACCT-005", "KRN-001"} <= ids and "SSH-004" not in ids  # SSH-004 is low
+    assert {f["profile"] for f in result.data["findings"]} <= {"security", "hardening"}
+    assert result.primary == str(tmp_path / "p.json") and (tmp_path / "p.json").exists()
+    assert ctx.progress[-1][:2] == ("cleanup", 100)
+    percents = [percent for _, percent, _ in ctx.progress]
+    assert percents == sorted(percents)
+
+
+def test_handler_fail_on_critical_keeps_every_finding(debian_image: Path, tmp_path: Path) -> None:
+    ctx = FakeContext(work_dir=tmp_path, allowed_dirs=[debian_image.parent])
+    payload = ProfilePayloadV1.model_validate({"image": {"path": str(debian_image)},
+                                               "options": {"fail_on_critical": True}})
+    with pytest.raises(JobError) as caught:
+        ProfileHandler().execute(ctx, payload)
+    error = caught.value
+    assert error.code == ErrorCode.EXECUTION_ERROR and "ACCT-001" in error.message
+    findings = error.details["findings"]
+    assert len(findings) == error.details["report"]["summary"]["findings"] > 1
+    assert {f["severity"] for f in findings} > {"critical"}
+    json.dumps(error.details)  # goes into the result document as it is
+    assert pickle.loads(pickle.dumps(error)).details == error.details  # crosses process boundaries
