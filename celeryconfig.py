@@ -50,6 +50,10 @@ guestkit_extra_handlers = _list("GUESTKIT_EXTRA_HANDLERS", "")
 #: graceful shutdown: on SIGTERM, in-flight jobs get this long to finish, then they are
 #: stopped and their messages go back to the queue for another worker
 guestkit_shutdown_grace = float(_env("GUESTKIT_SHUTDOWN_GRACE", "30"))
+#: seconds between worker heartbeats (advertisement in the job store; it lapses after 3 missed)
+guestkit_heartbeat_interval = float(_env("GUESTKIT_HEARTBEAT_INTERVAL", "5"))
+#: seconds a job no live worker can run waits for one before it fails CAPABILITY_MISMATCH
+guestkit_capability_wait = float(_env("GUESTKIT_CAPABILITY_WAIT", "60"))
 #: seconds between retries of a recoverable failure: base * 2 ** (attempt - 1)
 guestkit_retry_backoff = float(_env("GUESTKIT_RETRY_BACKOFF", "1.0"))
 

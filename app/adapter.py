@@ -17,17 +17,17 @@ from typing import Any, ClassVar
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from app import __version__
 from app.backend import GuestkitBackend
 from app.context import JobContext
 from app.errors import ErrorCode, JobError, JobFailed, ValidationFailed
 from app.handler import Handler
 from app.interrupts import CancelRequested, cancel_watch, kill_children
-from app.protocol import SEMVER, JobDocument
+from app.protocol import JobDocument
 from app.results import ErrorInfo, Metrics, ResultDocument, failure_result, replayed_result, success_result
 from app.settings import Settings
 from app.states import JobState, JobStatus, utc_now
 from app.validation import validate
+from app.workers import WorkerAdvert, build_advert, unmet_constraints
 
 _STATUS_FOR_CODE = {ErrorCode.TIMEOUT: "timeout", ErrorCode.CANCELLED: "cancelled"}
 
@@ -42,6 +42,7 @@ class JobTask(Task):
     ignore_result = True  # the task saves its own result (save_final), once
     store_errors_even_if_ignored = True  # but hard time limits and revokes reach the backend
     throws = (JobFailed,)  # an expected outcome, logged without a traceback
+    max_retries = None  # attempts are counted (and bounded by max_attempts) in the job store
 
     @cached_property
     def settings(self) -> Settings:
@@ -70,9 +71,10 @@ class JobTask(Task):
         status = self._recover_interrupted(job, status)
         if status.terminal:
             raise Ignore()
-        if status.state is JobState.QUEUED:
-            status = store.update(job_id, lambda s: s.advance(JobState.ASSIGNED, worker_id=self._worker_id))
         try:
+            if status.state is JobState.QUEUED:
+                self._check_constraints(job, status)
+                status = store.update(job_id, lambda s: s.advance(JobState.ASSIGNED, worker_id=self._worker_id))
             self._precheck(job)
             replay = self._settle_key(job)
         except JobError as exc:
@@ -128,28 +130,27 @@ class JobTask(Task):
                            details={"deadline": job.execution.deadline.isoformat(), "now": now.isoformat()})
         if self.results.store.cancel_requested(job.job_id):
             raise JobError(ErrorCode.CANCELLED, "the job was cancelled before it started")
-        missing = self._unmet_constraints(job)
-        if missing:
-            raise JobError(ErrorCode.CAPABILITY_MISMATCH,
-                           f"worker {self._worker_id} cannot run this job: {'; '.join(missing)}",
-                           details={"unmet": missing, "worker_id": self._worker_id})
 
-    def _unmet_constraints(self, job: JobDocument) -> list[str]:
-        constraints = job.constraints
-        if constraints is None:
-            return []
-        offered = set(self.settings.capabilities) | set(self.handler_class.features) | {self.name}
-        unmet = [f"capability {c!r} missing" for c in constraints.required_capabilities if c not in offered]
-        unmet += [f"feature {f!r} missing" for f in constraints.required_features if f not in offered]
-        if constraints.minimum_worker_version and _semver_key(__version__) < _semver_key(
-                constraints.minimum_worker_version):
-            unmet.append(f"worker version {__version__} is older than {constraints.minimum_worker_version}")
-        if constraints.allowed_worker_pools is not None and not (
-                set(constraints.allowed_worker_pools) & set(self.settings.pools)):
-            unmet.append(f"worker pools {self.settings.pools} not in {constraints.allowed_worker_pools}")
-        if constraints.require_privileged and not self.settings.privileged:
-            unmet.append("the job needs a privileged worker")
-        return unmet
+    @cached_property
+    def _advert(self) -> WorkerAdvert:
+        """What this worker offers, as it advertises it."""
+        from app.celery import registry
+
+        return build_advert(self.settings, registry, self._worker_id, 1, 0)
+
+    def _check_constraints(self, job: JobDocument, status: JobStatus) -> None:
+        """Run only where every constraint is met. Elsewhere the job goes back to the queue for
+        another worker, for up to ``guestkit_capability_wait`` seconds, then fails."""
+        unmet = unmet_constraints(job, self._advert)
+        if not unmet:
+            return
+        queued_at = status.history[-1].at if status.history else status.created_at
+        waited = (utc_now() - queued_at).total_seconds()
+        if waited < self.settings.capability_wait:
+            raise self.retry(countdown=min(5.0, max(0.5, self.settings.capability_wait / 10)), max_retries=None)
+        raise JobError(ErrorCode.CAPABILITY_MISMATCH,
+                       f"worker {self._worker_id} cannot run this job, and none could in {waited:.0f} s: "
+                       f"{'; '.join(unmet)}", details={"unmet": unmet, "worker_id": self._worker_id})
 
     def _settle_key(self, job: JobDocument) -> dict[str, Any] | None:
         """Hold the job's idempotency key; return the replayed result if an earlier job completed."""
@@ -238,11 +239,6 @@ class JobTask(Task):
 
 def _int(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def _semver_key(version: str) -> tuple[int, int, int]:
-    match = SEMVER.match(version)
-    return (int(match[1]), int(match[2]), int(match[3])) if match else (0, 0, 0)
 
 
 def _usage() -> tuple[float, float]:

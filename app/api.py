@@ -20,6 +20,7 @@ from app.protocol import JobDocument
 from app.results import ErrorInfo, failure_result
 from app.states import InvalidTransition, JobState, JobStatus, utc_now
 from app.validation import validate
+from app.workers import unmet_constraints
 
 MAX_PRIORITY = 10
 
@@ -102,6 +103,8 @@ def submit(source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[s
             _fail_duplicate(job, claim.holder)
             return handle
     store.update(job.job_id, lambda s: s.advance(JobState.QUEUED))
+    if not any(not unmet_constraints(job, advert) for advert in store.workers()):
+        store.mark_unmatched(job.job_id, job.to_dict())  # the heartbeats fail it if none turns up
     try:
         publish(job)
     except Exception as exc:  # the broker is down or refuses: say so, do not leave a queued ghost

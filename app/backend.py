@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from billiard.exceptions import WorkerLostError
 from celery import states as celery_states
 from celery.backends.base import KeyValueStoreBackend
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
@@ -89,13 +90,16 @@ class GuestkitBackend(KeyValueStoreBackend):
             message = f"the job ran past its time limit ({result}) and was killed"
         elif state == celery_states.REVOKED:
             status, code, message = "cancelled", ErrorCode.CANCELLED, "the job was revoked before it ran"
-        else:
+        elif isinstance(result, WorkerLostError):
             status, code = "failed", ErrorCode.WORKER_LOST
-            message = f"the worker process running the job was lost: {result!r}"
+            message = f"the worker process running the job was lost: {result}"
+        else:
+            status, code = "failed", ErrorCode.EXECUTION_ERROR
+            message = f"the job failed outside its handler: {type(result).__name__}: {result}"
         doc = failure_result(
             task_id, ErrorInfo(code=code, message=message, phase="execution",
-                               recoverable=code is not ErrorCode.CANCELLED,
-                               retry_recommended=code is not ErrorCode.CANCELLED),
+                               recoverable=code in (ErrorCode.TIMEOUT, ErrorCode.WORKER_LOST),
+                               retry_recommended=code in (ErrorCode.TIMEOUT, ErrorCode.WORKER_LOST)),
             status=status, worker_id=current.worker_id, started_at=current.started_at,
             finished_at=utc_now(), attempt=current.attempt, idempotency_key=current.idempotency_key,
         )

@@ -27,6 +27,8 @@ class Settings(BaseModel):
     extra_handlers: list[str]
     retry_backoff: float
     shutdown_grace: float
+    heartbeat_interval: float
+    capability_wait: float
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> Settings:

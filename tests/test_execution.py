@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import signal
 from pathlib import Path
 
@@ -202,13 +203,15 @@ def test_deadline_in_the_past_fails_deadline_exceeded(shared_worker: WorkerProce
     assert result["error"]["code"] == "DEADLINE_EXCEEDED"
 
 
-def test_unmet_constraints_fail_capability_mismatch(shared_worker: WorkerProcess) -> None:
-    doc = make_job()
+def test_unmet_constraints_fail_capability_mismatch_without_running(shared_worker: WorkerProcess,
+                                                                    tmp: Path) -> None:
+    doc = sleep_job(tmp, 0)
     doc["constraints"] = {"required_capabilities": ["gpu"], "minimum_worker_version": "99.0.0"}
     result = api.submit(doc).result(timeout=30)
     assert result["error"]["code"] == "CAPABILITY_MISMATCH"
     assert "capability 'gpu' missing" in result["error"]["message"]
     assert "older than 99.0.0" in result["error"]["message"]
+    assert runs(tmp) == []
 
 
 def test_same_job_id_twice_runs_once(shared_worker: WorkerProcess, tmp: Path) -> None:
@@ -334,3 +337,45 @@ def test_sigterm_past_grace_leaves_job_for_another_worker(start_worker, pool_nam
     result = handle.result(timeout=60)
     assert result["status"] == "completed" and result["execution_summary"]["attempt"] == 2
 
+
+
+def test_job_no_worker_can_run_waits_then_fails_capability_mismatch(shared_worker: WorkerProcess,
+                                                                   pool_name: str) -> None:
+    """Routed to a pool nobody serves: it never runs, and after the wait the heartbeat fails it."""
+    handle = api.submit(routed(make_job(), pool_name))
+    assert handle.status().state is JobState.QUEUED
+    result = handle.result(timeout=30)
+    assert result["error"]["code"] == "CAPABILITY_MISMATCH"
+    assert f"pool '{pool_name}' not served" in result["error"]["message"]
+    assert [h.state for h in handle.status().history] == [JobState.QUEUED, JobState.FAILED]
+
+
+def test_workers_advertise_themselves(shared_worker: WorkerProcess) -> None:
+    from app.store import open_store
+
+    store = open_store(os.environ["GUESTKIT_STORE_URL"])
+    advert = wait_for(lambda: next((a for a in store.workers() if a["worker_id"].startswith(shared_worker.name)),
+                                   None), what="the worker's advertisement")
+    assert {"system.echo", "guestkit.inspect", "test.sleep"} <= set(advert["capabilities"]["operations"])
+    assert advert["configuration"]["pools"] == [os.environ["GUESTKIT_POOLS"]]
+    assert advert["resources"]["max_concurrent_jobs"] == 2
+    assert advert["status"]["state"] == "online"
+
+
+def test_four_workers_share_a_backlog_and_losing_one_loses_nothing(start_worker, pool_name: str,
+                                                                    tmp: Path) -> None:
+    workers = [start_worker(name=f"many{i}", concurrency=1, env={"GUESTKIT_POOLS": pool_name}) for i in range(4)]
+    docs = [routed(sleep_job(tmp, 0.05, max_attempts=3), pool_name) for _ in range(80)]
+    for doc in docs:
+        doc["payload"]["data"]["retry_seconds"] = 0.05
+    handles = [api.submit(doc) for doc in docs]
+    wait_for(lambda: len(runs(tmp)) >= 10, what="the backlog to be under way")
+    workers[0].stop(signal.SIGTERM)
+    results = [h.result(timeout=120) for h in handles]
+    assert all(r["status"] == "completed" for r in results)
+    executions: dict[str, int] = {}
+    for line in runs(tmp):
+        executions[line.split()[0]] = executions.get(line.split()[0], 0) + 1
+    assert set(executions) == {d["job_id"] for d in docs}
+    assert all(count == 1 for count in executions.values()), executions  # graceful stop: nothing ran twice
+    assert len({r["worker_id"] for r in results}) >= 3

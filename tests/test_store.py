@@ -159,7 +159,7 @@ def test_worker_adverts_lapse_after_their_ttl(store: JobStore) -> None:
 
 
 def test_unmatched_jobs_are_remembered_and_forgotten(store: JobStore) -> None:
-    store.mark_unmatched("job-u-000001")
-    store.mark_unmatched("job-u-000002")
-    store.mark_unmatched("job-u-000001", False)
-    assert store.unmatched() == ["job-u-000002"]
+    store.mark_unmatched("job-u-000001", {"job_id": "job-u-000001"})
+    store.mark_unmatched("job-u-000002", {"job_id": "job-u-000002", "x": [1]})
+    store.mark_unmatched("job-u-000001", None)
+    assert store.unmatched() == {"job-u-000002": {"job_id": "job-u-000002", "x": [1]}}

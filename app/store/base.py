@@ -69,11 +69,13 @@ class JobStore(ABC):
         """Advertisements of the workers whose last heartbeat has not lapsed."""
 
     @abstractmethod
-    def mark_unmatched(self, job_id: str, unmatched: bool = True) -> None:
-        """Remember (or forget) a job that no live worker could run when it was submitted."""
+    def mark_unmatched(self, job_id: str, document: dict[str, Any] | None) -> None:
+        """Remember a job no live worker could run when it was submitted (with its document,
+        to match it again later); ``None`` forgets it."""
 
     @abstractmethod
-    def unmatched(self) -> list[str]: ...
+    def unmatched(self) -> dict[str, dict[str, Any]]:
+        """job_id → document of every remembered job."""
 
     def list(self, state: JobState | None = None) -> list[JobStatus]:
         found = (self.get(job_id) for job_id in self.job_ids())

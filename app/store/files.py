@@ -138,11 +138,18 @@ class FileJobStore(JobStore):
                 found.append(record["advert"])
         return sorted(found, key=lambda advert: advert["worker_id"])
 
-    def mark_unmatched(self, job_id: str, unmatched: bool = True) -> None:
-        if unmatched:
-            (self.waiting / job_id).touch()
+    def mark_unmatched(self, job_id: str, document: dict[str, Any] | None) -> None:
+        if document is not None:
+            write_atomic(self.waiting / f"{job_id}.json", json.dumps(document).encode())
         else:
-            (self.waiting / job_id).unlink(missing_ok=True)
+            (self.waiting / f"{job_id}.json").unlink(missing_ok=True)
 
-    def unmatched(self) -> list[str]:
-        return sorted(os.listdir(self.waiting))
+    def unmatched(self) -> dict[str, dict[str, Any]]:
+        found = {}
+        for entry in os.scandir(self.waiting):
+            if entry.name.endswith(".json"):
+                try:
+                    found[entry.name[: -len(".json")]] = json.loads(Path(entry.path).read_bytes())
+                except (OSError, ValueError):
+                    continue
+        return found

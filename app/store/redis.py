@@ -8,7 +8,7 @@ Keys (under the prefix):
                         watches the holder's status, so a claim is atomic across hosts
     cancel:<job_id>     exists once a cancel was requested
     worker:<worker_id>  advertisement, expiring with its heartbeat
-    unmatched           set of jobs waiting for a worker that can run them
+    unmatched           hash job_id → document of jobs waiting for a worker that can run them
 """
 
 from __future__ import annotations
@@ -133,14 +133,14 @@ class RedisJobStore(JobStore):
         adverts = [json.loads(raw) for raw in self.client.mget(keys) if raw is not None] if keys else []
         return sorted(adverts, key=lambda advert: advert["worker_id"])
 
-    def mark_unmatched(self, job_id: str, unmatched: bool = True) -> None:
-        if unmatched:
-            self.client.sadd(self._k("unmatched"), job_id)
+    def mark_unmatched(self, job_id: str, document: dict[str, Any] | None) -> None:
+        if document is not None:
+            self.client.hset(self._k("unmatched"), job_id, json.dumps(document))
         else:
-            self.client.srem(self._k("unmatched"), job_id)
+            self.client.hdel(self._k("unmatched"), job_id)
 
-    def unmatched(self) -> list[str]:
-        return sorted(member.decode() for member in self.client.smembers(self._k("unmatched")))
+    def unmatched(self) -> dict[str, dict[str, Any]]:
+        return {key.decode(): json.loads(value) for key, value in self.client.hgetall(self._k("unmatched")).items()}
 
     def ping(self) -> bool:
         return bool(self.client.ping())

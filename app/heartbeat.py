@@ -1,0 +1,101 @@
+"""The worker's heartbeat: a consumer bootstep on the worker's own timer (no thread) that
+
+- publishes this worker's advertisement (contract section 7) to the job store, lapsing after
+  three missed beats, so ``celery -A app workers`` and submitters see who can run what;
+- fails ``CAPABILITY_MISMATCH`` the queued jobs that no live worker could run when they were
+  submitted and that still find none after ``guestkit_capability_wait`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import bootsteps
+from celery.worker import state as worker_state
+
+from app.errors import ErrorCode, JobError
+from app.protocol import JobDocument
+from app.results import ErrorInfo, failure_result
+from app.states import InvalidTransition, JobState, utc_now
+from app.workers import build_advert, unmet_constraints
+
+logger = logging.getLogger(__name__)
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer_entry = None
+
+    def start(self, consumer: Any) -> None:
+        from app.celery import registry
+
+        self.consumer = consumer
+        self.registry = registry
+        self.backend = consumer.app.backend
+        self.settings = self.backend.settings
+        self.beat()
+        self.timer_entry = consumer.timer.call_repeatedly(self.settings.heartbeat_interval, self.beat)
+
+    def stop(self, consumer: Any) -> None:
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+            self.timer_entry = None
+        try:
+            self.backend.store.put_worker(self._advert("offline").model_dump(mode="json"), ttl=0.001)
+        except Exception:  # noqa: BLE001 - the store may be gone at shutdown; the advert lapses anyway
+            logger.debug("could not withdraw the advertisement", exc_info=True)
+
+    def _advert(self, state: str = "online"):
+        return build_advert(self.settings, self.registry, self.consumer.hostname,
+                            self.consumer.pool.num_processes if self.consumer.pool else 1,
+                            len(worker_state.active_requests), state)
+
+    def beat(self) -> None:
+        try:
+            store = self.backend.store
+            store.put_worker(self._advert().model_dump(mode="json"), ttl=3 * self.settings.heartbeat_interval)
+            self.sweep_unmatched()
+        except Exception:  # noqa: BLE001 - a failed beat must not stop the worker; the next one retries
+            logger.warning("heartbeat failed", exc_info=True)
+
+    def sweep_unmatched(self) -> None:
+        store = self.backend.store
+        waiting = store.unmatched()
+        if not waiting:
+            return
+        adverts = store.workers()
+        now = utc_now()
+        for job_id, document in waiting.items():
+            status = store.get(job_id)
+            if status is None or status.state is not JobState.QUEUED:
+                store.mark_unmatched(job_id, None)
+                continue
+            job = JobDocument.from_json_object(document, timeout_ceiling=self.settings.timeout_ceiling)
+            reasons = {a["worker_id"]: unmet_constraints(job, a) for a in adverts}
+            if any(not unmet for unmet in reasons.values()):
+                store.mark_unmatched(job_id, None)
+                continue
+            queued_at = status.history[-1].at if status.history else status.created_at
+            if (now - queued_at).total_seconds() < self.settings.capability_wait:
+                continue
+            self._fail_unmatched(job, reasons)
+
+    def _fail_unmatched(self, job: JobDocument, reasons: dict[str, list[str]]) -> None:
+        store = self.backend.store
+        summary = "; ".join(f"{worker}: {', '.join(unmet)}" for worker, unmet in reasons.items()) or "no live workers"
+        error = JobError(ErrorCode.CAPABILITY_MISMATCH,
+                         f"no live worker can run this job after waiting {self.settings.capability_wait:g} s "
+                         f"({summary})", details={"workers": reasons}, recoverable=False)
+        doc = failure_result(job.job_id, ErrorInfo.from_job_error(error, "queued"), finished_at=utc_now(),
+                             attempt=job.execution.attempt, idempotency_key=job.idempotency_key,
+                             observability=job.observability_dict)
+        try:
+            self.backend.save_final(doc)
+        except InvalidTransition:
+            pass  # a worker took it meanwhile
+        store.mark_unmatched(job.job_id, None)
+        logger.warning("[%s] failed: %s", job.job_id, error.message)
