@@ -141,6 +141,11 @@ class Transport(filesystem.Transport):
     driver_name = "embedded"
     can_parse_url = True
 
+    def drain_events(self, connection: Any, timeout: float | None = None) -> Any:
+        # Celery's loop for polling transports waits 2 s per call and checks for shutdown only
+        # in between: shorter calls make a worker stop promptly.
+        return super().drain_events(connection, timeout=min(timeout or 0.25, 0.25))
+
 
 
 TRANSPORT_ALIASES.setdefault("embedded", "app.embedded_broker:Transport")
