@@ -7,22 +7,39 @@ Selected by a ``embedded:///path`` broker URL; needs no server. Compared with ko
 - writes a message under a temporary name and renames it in, so no reader sees half a message;
 - keeps a message it handed to a consumer in ``unacked/`` until it is acknowledged, and puts
   it back in the queue when it is rejected, restored, or when the process that took it died
-  (kill -9 included): delivery is at least once, as with Redis and RabbitMQ.
+  (kill -9 included): delivery is at least once, as with Redis and RabbitMQ;
+- expires event queues (``celeryev.*``, Flower's and ``celery events``') whose reader has been
+  gone for ``EVENT_QUEUE_EXPIRES`` seconds, as a real broker does with the queue's ``expires``,
+  instead of filling them with event files for ever.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 from queue import Empty
-from time import time_ns
+from time import monotonic, time_ns
 from typing import Any
 
-from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.transport import TRANSPORT_ALIASES, filesystem, virtual
 from kombu.utils.json import dumps, loads
 
 _MAX_PRIORITY = 10
+_EVENT_QUEUE_PREFIX = "celeryev."
+#: seconds after which an event queue nobody reads is dropped (Celery's event_queue_expires)
+EVENT_QUEUE_EXPIRES = 60.0
+_STEP = 0.25
+
+
+_STATES: dict[Path, virtual.BrokerState] = {}
+
+
+def _root_of(client: Any) -> Path:
+    """The broker folder named by the connection's ``embedded:///path`` URL."""
+    url = client.hostname or ""
+    return Path(url.removeprefix("embedded://") or ".guestkit/broker").absolute()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -40,13 +57,13 @@ class Channel(filesystem.Channel):
         super().__init__(*args, **kwargs)
         self.queue_folder.mkdir(parents=True, exist_ok=True)
         self._taken: dict[str, Path] = {}
+        self._marked_alive: dict[str, float] = {}
         self.unacked_folder.mkdir(parents=True, exist_ok=True)
         self._recover_orphans()
 
     @property
     def root(self) -> Path:
-        url = self.connection.client.hostname or ""
-        return Path(url.removeprefix("embedded://") or ".guestkit/broker").absolute()
+        return _root_of(self.connection.client)
 
     @property
     def queue_folder(self) -> Path:
@@ -79,6 +96,8 @@ class Channel(filesystem.Channel):
         os.rename(tmp, self.queue_folder / name)
 
     def _get(self, queue: str) -> dict[str, Any]:
+        if queue.startswith(_EVENT_QUEUE_PREFIX):
+            self._mark_alive(queue)
         suffix = f"{queue}.msg"
         names = sorted(n for n in os.listdir(self.queue_folder) if n.partition(".")[2] == suffix)
         for name in names:
@@ -95,6 +114,39 @@ class Channel(filesystem.Channel):
                 self._taken[tag] = taken
             return payload
         raise Empty()
+
+    # --- event queues whose reader has gone ---------------------------------------------------
+    def _alive_file(self, queue: str) -> Path:
+        return self.control_folder / f"{queue}.alive"
+
+    def _mark_alive(self, queue: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._marked_alive.get(queue, 0.0) > 1.0:
+            self.control_folder.mkdir(parents=True, exist_ok=True)
+            self._alive_file(queue).touch()
+            self._marked_alive[queue] = now
+
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        super()._queue_bind(exchange, routing_key, pattern, queue)
+        if queue.startswith(_EVENT_QUEUE_PREFIX):
+            self._mark_alive(queue, force=True)
+
+    def get_table(self, exchange: str) -> list:
+        table = super().get_table(exchange)
+        live = []
+        for binding in table:
+            if binding.queue.startswith(_EVENT_QUEUE_PREFIX) and self._reader_gone(binding.queue):
+                self._delete(binding.queue, exchange, binding.routing_key, binding.pattern)
+                self._alive_file(binding.queue).unlink(missing_ok=True)
+            else:
+                live.append(binding)
+        return live
+
+    def _reader_gone(self, queue: str) -> bool:
+        try:
+            return time.time() - self._alive_file(queue).stat().st_mtime > EVENT_QUEUE_EXPIRES
+        except FileNotFoundError:
+            return True
 
     def _forget(self, delivery_tag: str) -> None:
         path = self._taken.pop(delivery_tag, None)
@@ -141,10 +193,29 @@ class Transport(filesystem.Transport):
     driver_name = "embedded"
     can_parse_url = True
 
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        # kombu keeps bindings in one state per transport class; keep one per broker folder, or a
+        # process that uses two folders would think a binding exists in the second one
+        self.state = _STATES.setdefault(_root_of(client), virtual.BrokerState())
+
     def drain_events(self, connection: Any, timeout: float | None = None) -> Any:
-        # Celery's loop for polling transports waits 2 s per call and checks for shutdown only
-        # in between: shorter calls make a worker stop promptly.
-        return super().drain_events(connection, timeout=min(timeout or 0.25, 0.25))
+        """Wait as asked, but in short steps that notice a worker shutting down: Celery's loop
+        for polling transports waits 2 s per call and checks for shutdown only in between."""
+        deadline = None if timeout is None else monotonic() + timeout
+        while True:
+            step = _STEP if deadline is None else max(0.0, min(_STEP, deadline - monotonic()))
+            try:
+                return super().drain_events(connection, timeout=step)
+            except TimeoutError:
+                if _worker_stopping() or (deadline is not None and monotonic() >= deadline):
+                    raise
+
+
+def _worker_stopping() -> bool:
+    from celery.worker import state
+
+    return state.should_stop is not None or state.should_terminate is not None
 
 
 
