@@ -32,7 +32,9 @@ guestkit_results_dir = _abs(_env("GUESTKIT_RESULTS_DIR", "results"))
 guestkit_jobs_dir = _abs(_env("GUESTKIT_JOBS_DIR", "jobs"))
 #: run the file-drop bridge inside the worker (a timer bootstep): 1 / 0
 guestkit_bridge_in_worker = _env("GUESTKIT_BRIDGE", "1") == "1"
-guestkit_bridge_interval = float(_env("GUESTKIT_BRIDGE_INTERVAL", "0.05"))
+guestkit_bridge_interval = float(_env("GUESTKIT_BRIDGE_INTERVAL", "0.01"))
+#: seconds a dropped file that does not parse must stay unchanged before it is judged bad
+guestkit_bridge_settle = float(_env("GUESTKIT_BRIDGE_SETTLE", "1.0"))
 #: directories every payload path must resolve into (colon separated)
 guestkit_allowed_dirs = [_abs(p) for p in _list("GUESTKIT_ALLOWED_DIRS", ".", ",:")]
 guestkit_work_dir = _abs(_env("GUESTKIT_WORK_DIR", os.path.join(guestkit_home, "work")))
@@ -54,6 +56,9 @@ guestkit_shutdown_grace = float(_env("GUESTKIT_SHUTDOWN_GRACE", "30"))
 guestkit_heartbeat_interval = float(_env("GUESTKIT_HEARTBEAT_INTERVAL", "5"))
 #: seconds a job no live worker can run waits for one before it fails CAPABILITY_MISMATCH
 guestkit_capability_wait = float(_env("GUESTKIT_CAPABILITY_WAIT", "60"))
+#: seconds a running job's lease lasts without refresh on a shared (Redis) store; a duplicate
+#: delivery of a job whose runner is alive waits for it instead of running the job twice
+guestkit_run_lease = float(_env("GUESTKIT_RUN_LEASE", "30"))
 #: seconds between retries of a recoverable failure: base * 2 ** (attempt - 1)
 guestkit_retry_backoff = float(_env("GUESTKIT_RETRY_BACKOFF", "1.0"))
 

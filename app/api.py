@@ -122,7 +122,7 @@ def submit(source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[s
 def publish(job: JobDocument) -> None:
     """Send the job to the broker: task named after the operation, task id = job_id."""
     app, _ = _platform()
-    pool = _pool_for(job, app.conf.guestkit_pools[0])
+    pool = pool_for(job, app.conf.guestkit_pools[0])
     timeout = job.execution.timeout_seconds
     app.send_task(
         job.operation, args=[job.to_dict()], task_id=job.job_id,
@@ -137,7 +137,7 @@ def broker_priority(priority: int, broker_url: str) -> int:
     return MAX_PRIORITY - priority if broker_url.startswith(("redis", "rediss")) else priority
 
 
-def _pool_for(job: JobDocument, default: str) -> str:
+def pool_for(job: JobDocument, default: str) -> str:
     if job.routing is not None and job.routing.worker_pool:
         return job.routing.worker_pool
     if job.constraints is not None and job.constraints.allowed_worker_pools:

@@ -11,6 +11,7 @@ from kombu import Queue
 import app.embedded_broker  # noqa: F401 - registers the embedded:// transport
 from app import shutdown
 from app.adapter import JobTask
+from app.heartbeat import Heartbeat
 from app.registry import HandlerRegistry
 
 MAX_PRIORITY = 10
@@ -26,3 +27,8 @@ registry = HandlerRegistry.discover(app.conf.guestkit_extra_handlers)
 for _operation, _handler in registry.handlers.items():
     app.register_task(type(f"{_handler.__name__}Task", (JobTask,),
                            {"name": _operation, "handler_class": _handler, "__module__": __name__})())
+app.steps["consumer"].add(Heartbeat)
+
+from app.bridge_step import BridgeStep  # noqa: E402 - the file-drop bridge runs on the worker's timer
+
+app.steps["consumer"].add(BridgeStep)

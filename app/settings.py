@@ -16,6 +16,7 @@ class Settings(BaseModel):
     jobs_dir: Path
     bridge_in_worker: bool
     bridge_interval: float
+    bridge_settle: float
     allowed_dirs: list[Path]
     work_dir: Path
     timeout_ceiling: int
@@ -29,6 +30,7 @@ class Settings(BaseModel):
     shutdown_grace: float
     heartbeat_interval: float
     capability_wait: float
+    run_lease: float
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> Settings:

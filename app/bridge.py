@@ -1,0 +1,535 @@
+"""The file-drop bridge: job documents dropped into a directory become jobs.
+
+Layout under the jobs directory::
+
+    *.json                  dropped here (names starting with "." are ignored: write there, then rename)
+    .processing/            claimed files, ``<pid>@<host>@<token>@<name>``, until their job ends
+    .ids/<job_id>           which dropped file took a job_id first (the same job_id runs once)
+    done/<name>             the job completed
+    failed/<name>           the job failed, or the file was bad; ``<name>.reason.txt`` says why
+
+Every file is claimed by an atomic rename into ``.processing/`` before anything else, so two bridges
+on one directory never submit one file twice. A claim whose owner died (same host, process gone) is
+adopted by the next bridge that looks (within ``recovery_interval``); it submits what was never
+submitted, publishes what never reached the broker, and follows the rest: the job store dedupes by
+job_id, so nothing runs twice.
+
+A file that is not yet complete (a writer still appending to it) does not parse; such a file is
+given ``settle`` seconds of quiet (no change to its mtime) before it is judged bad.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import heapq
+import json
+import logging
+import os
+import re
+import select
+import socket
+import stat
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.api import SubmitFailed, publish, submit
+from app.api import pool_for as pool_for  # the queue a job is published to
+from app.atomic import write_atomic
+from app.errors import ErrorCode, ValidationFailed
+from app.protocol import JOB_ID_PATTERN, JobDocument
+from app.results import ErrorInfo, failure_result
+from app.states import InvalidTransition, JobState, JobStatus, utc_now
+from app.validation import read_document, validate
+
+logger = logging.getLogger("guestkit.bridge")
+
+CLAIMS = ".processing"
+IDS = ".ids"
+DONE = "done"
+FAILED = "failed"
+HOST = socket.gethostname().replace("@", "_")
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+#: first and longest pause between two looks at one in-flight job's result (grows by half each look)
+_FIRST_CHECK_DELAY = 0.005
+_MAX_CHECK_DELAY = 0.5
+#: seconds an adopted job must stay queued with no message in the broker before it is published again
+_LOST_GRACE = 1.0
+#: seconds before a file whose handling raised something unexpected is tried again
+_RETRY_DELAY = 1.0
+
+
+class BridgeConfig(BaseModel):
+    jobs_dir: Path
+    #: seconds a file that does not parse must stay unchanged before it is judged bad
+    settle: float = Field(default=1.0, ge=0)
+    #: seconds of work per tick at most (the in-worker bridge shares the worker's loop)
+    budget: float = Field(default=0.05, gt=0)
+    #: seconds between looks for claims left by bridges that died
+    recovery_interval: float = Field(default=1.0, gt=0)
+
+
+@dataclass(order=True)
+class Claim:
+    """A dropped file this bridge owns, from its claim until its job ends."""
+
+    next_check: float
+    token: str = field(compare=False)
+    name: str = field(compare=False)
+    path: Path = field(compare=False)
+    recovered: bool = field(default=False, compare=False)
+    job_id: str | None = field(default=None, compare=False)
+    delay: float = field(default=_FIRST_CHECK_DELAY, compare=False)
+    #: when an adopted claim's job was first found queued with no message in the broker
+    lost_since: float | None = field(default=None, compare=False)
+
+    def back_off(self, now: float) -> None:
+        self.next_check = now + self.delay
+        self.delay = min(self.delay * 1.5, _MAX_CHECK_DELAY)
+
+
+def claim_name(token: str, name: str) -> str:
+    return f"{os.getpid()}@{HOST}@{token}@{name}"
+
+
+def parse_claim_name(entry: str) -> tuple[int, str, str, str] | None:
+    parts = entry.split("@", 3)
+    if len(parts) != 4 or not parts[0].isdigit():
+        return None
+    return int(parts[0]), parts[1], parts[2], parts[3]
+
+
+class Bridge:
+    """One bridge on one jobs directory. Call ``tick()`` often (a timer, a loop): each call claims
+    new files, submits what is complete, and moves the files of jobs that ended."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        from app.celery import app, registry
+
+        self.config = config
+        self.app = app
+        self.backend = app.backend
+        self.store = self.backend.store
+        self.payload_models = registry.payload_models
+        self.timeout_ceiling: int = self.backend.settings.timeout_ceiling
+        self.jobs_dir = config.jobs_dir.absolute()
+        self.claims_dir = self.jobs_dir / CLAIMS
+        self.ids_dir = self.jobs_dir / IDS
+        self.done_dir = self.jobs_dir / DONE
+        self.failed_dir = self.jobs_dir / FAILED
+        for folder in (self.claims_dir, self.ids_dir, self.done_dir, self.failed_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.waiting: dict[str, Claim] = {}  # claimed, not complete yet
+        self.inflight: list[Claim] = []  # submitted, a heap by next_check
+        self.tracked: set[str] = set()
+        self._next_recovery = 0.0
+
+    # --- the loop ---------------------------------------------------------------------------
+    def tick(self) -> int:
+        """Do one round of work; return how many files moved a step (0: nothing to do)."""
+        now = time.monotonic()
+        deadline = now + self.config.budget
+        worked = 0
+        if now >= self._next_recovery:
+            self._next_recovery = now + self.config.recovery_interval
+            worked += self.recover()
+        worked += self._claim_new(deadline)
+        worked += self._retry_waiting(deadline)
+        worked += self._check_inflight(deadline)
+        return worked
+
+    @property
+    def idle(self) -> bool:
+        return not self.waiting and not self.inflight
+
+    def recover(self) -> int:
+        """Adopt claims whose bridge died (same host, process gone): left by a crash or a kill."""
+        adopted = 0
+        me = os.getpid()
+        for entry in _scandir(self.claims_dir):
+            parsed = parse_claim_name(entry.name)
+            if parsed is None:
+                continue
+            pid, host, token, name = parsed
+            if token in self.tracked or host != HOST or (pid != me and _pid_alive(pid)):
+                continue
+            path = self.claims_dir / claim_name(token, name)
+            if pid != me:
+                try:
+                    os.rename(entry.path, path)  # one adopter wins
+                except FileNotFoundError:
+                    continue
+            logger.warning("bridge: adopting %s (claimed by process %s, now gone)", name, pid)
+            self._start(Claim(0.0, token, name, path, recovered=True))
+            adopted += 1
+        return adopted
+
+    def _claim_new(self, deadline: float) -> int:
+        worked = 0
+        names = sorted(e.name for e in _scandir(self.jobs_dir)
+                       if e.name.endswith(".json") and not e.name.startswith("."))
+        for name in names:
+            if time.monotonic() > deadline and worked:
+                break
+            token = uuid.uuid4().hex[:16]
+            path = self.claims_dir / claim_name(token, name)
+            try:
+                os.rename(self.jobs_dir / name, path)  # the claim: atomic, one bridge wins
+            except FileNotFoundError:
+                continue  # another bridge took it
+            self._start(Claim(0.0, token, name, path))
+            worked += 1
+        return worked
+
+    def _start(self, claim: Claim) -> None:
+        self.tracked.add(claim.token)
+        if not self._attempt(claim):
+            self.waiting[claim.token] = claim
+
+    def _attempt(self, claim: Claim) -> bool:
+        """``_process`` that survives the unexpected: the file stays claimed and is tried again."""
+        try:
+            return self._process(claim)
+        except Exception:  # noqa: BLE001 - one file must not stop the others
+            logger.exception("bridge: %s could not be handled; trying again in %s s", claim.name, _RETRY_DELAY)
+            claim.next_check = time.monotonic() + _RETRY_DELAY
+            return False
+
+    def _retry_waiting(self, deadline: float) -> int:
+        worked = 0
+        now = time.monotonic()
+        for claim in list(self.waiting.values()):
+            if claim.next_check > now:
+                continue
+            if time.monotonic() > deadline and worked:
+                break
+            if self._attempt(claim):
+                del self.waiting[claim.token]
+                worked += 1
+            elif claim.next_check <= now:  # still being written: look again soon, then less often
+                claim.back_off(now)
+        return worked
+
+    def _check_inflight(self, deadline: float) -> int:
+        worked = 0
+        now = time.monotonic()
+        while self.inflight and self.inflight[0].next_check <= now:
+            if time.monotonic() > deadline and worked:
+                break
+            claim = heapq.heappop(self.inflight)
+            assert claim.job_id is not None
+            result = self.backend.read_result(claim.job_id)
+            if result is None:
+                claim.back_off(now)
+                heapq.heappush(self.inflight, claim)
+                continue
+            self._finish(claim, result)
+            worked += 1
+        return worked
+
+    # --- one file ---------------------------------------------------------------------------
+    def _process(self, claim: Claim) -> bool:
+        """Validate and submit one claimed file; False when it may still be being written."""
+        if not os.path.lexists(claim.path):
+            self.tracked.discard(claim.token)  # someone removed it from under us
+            return True
+        try:
+            data = read_document(claim.path)
+        except ValidationFailed as exc:
+            if self._may_still_grow(claim.path):
+                return False
+            self._reject(claim, exc, None)
+            return True
+        try:
+            job = validate(data, timeout_ceiling=self.timeout_ceiling, payload_models=self.payload_models)
+        except ValidationFailed as exc:
+            self._reject(claim, exc, data)
+            return True
+        first = self._take_job_id(job.job_id, claim)
+        if first is not None:
+            self._move(claim, self.failed_dir, _reason(
+                claim, "DUPLICATE_JOB_ID",
+                [f"job_id: {job.job_id!r} was already submitted by the file {first!r}; "
+                 "the same job_id is executed once (its result is that job's result)"]))
+            return True
+        return self._hand_over(claim, job)
+
+    def _may_still_grow(self, path: Path) -> bool:
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return False
+        return stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime < self.config.settle
+
+    def _hand_over(self, claim: Claim, job: JobDocument) -> bool:
+        """Submit the job (or, for an adopted claim, finish what the dead bridge began) and follow it;
+        False when it must be looked at again shortly."""
+        status = self.store.get(job.job_id)
+        if status is None:
+            try:
+                submit(job)
+                logger.info("bridge: %s submitted as job %s", claim.name, job.job_id)
+            except SubmitFailed as exc:  # the API saved a failure result: the file follows it
+                logger.error("bridge: %s could not be queued: %s", claim.name, exc)
+        elif claim.recovered and not self._publication_settled(claim, job, status):
+            return False
+        claim.job_id = job.job_id
+        claim.next_check, claim.delay = 0.0, _FIRST_CHECK_DELAY
+        heapq.heappush(self.inflight, claim)
+        return True
+
+    def _publication_settled(self, claim: Claim, job: JobDocument, status: JobStatus) -> bool:
+        """An adopted claim: publish its job if it never reached the broker; False to decide later.
+
+        ``pending``: the dead bridge never queued it, so it was never published. ``queued``: it may
+        have been. A second message for a job that is running could run it twice, so the job is
+        published again only when the broker can be looked into (embedded, Redis), holds no message
+        for it, and the job is still queued ``_LOST_GRACE`` seconds later (a worker may be between
+        taking the message and recording it). On other brokers it is left queued, with a warning.
+        """
+        if status.state is JobState.PENDING:
+            try:
+                self.store.update(job.job_id, lambda s: s.advance(JobState.QUEUED, reason="bridge recovery"))
+            except InvalidTransition:
+                return True
+        elif status.state is not JobState.QUEUED:
+            return True
+        else:
+            found = self._in_broker(job)
+            if found is None:
+                logger.warning("bridge: job %s is queued; whether its message reached the broker cannot be "
+                               "checked on this broker, so it is not published again", job.job_id)
+            if found is not False:
+                return True
+            now = time.monotonic()
+            if claim.lost_since is None:
+                claim.lost_since = now
+            if now - claim.lost_since < _LOST_GRACE:
+                return False
+        logger.warning("bridge: job %s was claimed but never published; publishing it now", job.job_id)
+        publish(job)
+        return True
+
+    def _in_broker(self, job: JobDocument) -> bool | None:
+        """Whether the broker holds a message for the job, waiting or taken and not yet acknowledged;
+        None when this broker cannot be looked into (RabbitMQ)."""
+        url = str(self.app.conf.broker_url)
+        if url.startswith("embedded://"):
+            root = Path(url.removeprefix("embedded://") or ".guestkit/broker").absolute()
+            raws = (_read(entry.path) for folder in ("queue", "unacked") for entry in _scandir(root / folder))
+        elif url.startswith(("redis://", "rediss://")):
+            raws = self._redis_messages(job)
+        else:
+            return None
+        needle = job.job_id.encode()
+        return any(needle in raw and _message_id(raw) == job.job_id for raw in raws)
+
+    def _redis_messages(self, job: JobDocument) -> list[bytes]:
+        queues = set(self.app.conf.guestkit_pools) | {pool_for(job, self.app.conf.guestkit_pools[0])}
+        with self.app.connection_for_read() as connection:
+            channel: Any = connection.default_channel
+            client = channel.client
+            raws = [raw for queue in queues for step in channel.priority_steps
+                    for raw in client.lrange(channel._q_for_pri(queue, step), 0, -1)]
+            return raws + list(client.hvals(channel.unacked_key))
+
+    def _take_job_id(self, job_id: str, claim: Claim) -> str | None:
+        """Record that this file owns ``job_id``; return the file that owned it first, if another."""
+        target = self.ids_dir / job_id
+        record = json.dumps({"token": claim.token, "file": claim.name}).encode()
+        tmp = self.ids_dir / f".{claim.token}.tmp"
+        tmp.write_bytes(record)
+        try:
+            os.link(tmp, target)  # atomic and never replaces
+            return None
+        except FileExistsError:
+            owner = json.loads(target.read_bytes())
+            return None if owner.get("token") == claim.token else str(owner.get("file"))
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _reject(self, claim: Claim, exc: ValidationFailed, data: dict[str, Any] | None) -> None:
+        problems = [p.replace(str(claim.path), claim.name) for p in exc.problems]
+        extra: list[str] = []
+        job_id = data.get("job_id") if data is not None else None
+        if isinstance(job_id, str) and _JOB_ID.match(job_id):
+            first = self._take_job_id(job_id, claim)
+            if first is not None:
+                extra.append(f"no failure result written: job_id {job_id!r} belongs to the file {first!r}")
+            elif self._save_failure(job_id, data or {}, exc, problems, claim.name):
+                extra.append(f"failure result: {self.backend.settings.result_path(job_id)}")
+            else:
+                extra.append(f"no failure result written: job {job_id} already exists")
+        self._move(claim, self.failed_dir, _reason(claim, exc.code.value, problems, extra))
+
+    def _save_failure(self, job_id: str, data: dict[str, Any], exc: ValidationFailed, problems: list[str],
+                      name: str) -> bool:
+        operation = data.get("operation")
+        fresh = JobStatus(job_id=job_id, operation=operation if isinstance(operation, str) else "(invalid)")
+        current = self.store.get(job_id)
+        if not self.store.create(fresh) and (current is None or current.state is not JobState.PENDING):
+            return False
+        error = ErrorInfo(code=exc.code.value, message=f"the job file {name} was rejected: " + "; ".join(problems),
+                          phase="validation", details={"problems": problems, "file": name})
+        self.backend.save_final(failure_result(job_id, error, finished_at=utc_now()))
+        return True
+
+    def _finish(self, claim: Claim, result: dict[str, Any]) -> None:
+        if result.get("status") == "completed":
+            self._move(claim, self.done_dir)
+            return
+        error = result.get("error") or {}
+        lines = [f"job {result.get('job_id')} ended {result.get('status')}: {error.get('message')}"]
+        if error.get("phase"):
+            lines.append(f"phase: {error['phase']}")
+        lines += list(error.get("details", {}).get("problems", []))
+        lines.append(f"result: {self.backend.settings.result_path(str(result.get('job_id')))}")
+        self._move(claim, self.failed_dir, _reason(claim, str(error.get("code", ErrorCode.EXECUTION_ERROR)), lines))
+
+    def _move(self, claim: Claim, folder: Path, reason: str | None = None) -> Path:
+        """Move the claimed file to ``folder`` under its own name (numbered if the name is taken)."""
+        stem, dot, suffix = claim.name.rpartition(".")
+        for n in range(10_000):
+            dest = folder / (claim.name if n == 0 else f"{stem}.{n}{dot}{suffix}")
+            if os.path.lexists(dest) or (reason is not None and os.path.lexists(_reason_path(dest))):
+                continue
+            if reason is not None:
+                write_atomic(_reason_path(dest), reason.encode())
+            try:
+                rename_noreplace(claim.path, dest)
+            except FileExistsError:
+                continue
+            break
+        else:  # pragma: no cover - ten thousand files of one name
+            raise FileExistsError(f"no free name for {claim.name} in {folder}")
+        self.tracked.discard(claim.token)
+        logger.info("bridge: %s → %s/%s", claim.name, folder.name, dest.name)
+        return dest
+
+
+def _reason(claim: Claim, code: str, problems: list[str], extra: list[str] | None = None) -> str:
+    lines = [f"file: {claim.name}", f"error: {code}", *(f"  {p}" for p in problems), *(extra or [])]
+    return "\n".join(lines) + "\n"
+
+
+def _reason_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".reason.txt")
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
+
+
+def _message_id(raw: bytes) -> str | None:
+    """The task id of a broker message (for Redis's unacked hash, the message is the first item)."""
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(message, list) and message:
+        message = message[0]
+    return message.get("headers", {}).get("id") if isinstance(message, dict) else None
+
+
+def _scandir(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """``rename`` that fails with ``FileExistsError`` instead of replacing ``dst`` (Linux renameat2)."""
+    renameat2 = getattr(_libc, "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise FileExistsError(code, os.strerror(code), str(dst))
+        if code not in (errno.EINVAL, errno.ENOSYS):  # EINVAL/ENOSYS: not supported here, fall back
+            raise OSError(code, os.strerror(code), str(src), None, str(dst))
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+    os.rename(src, dst)
+
+
+class DirectoryWatch:
+    """Wakes a waiting loop as soon as a file is moved or written into a directory (Linux inotify);
+    without inotify, ``wait`` simply sleeps."""
+
+    _IN_CLOSE_WRITE = 0x008
+    _IN_MOVED_TO = 0x080
+    _IN_NONBLOCK = 0o4000
+    _IN_CLOEXEC = 0o2000000
+
+    def __init__(self, folder: Path) -> None:
+        self.fd = -1
+        init = getattr(_libc, "inotify_init1", None)
+        if init is None:
+            return
+        fd = init(self._IN_NONBLOCK | self._IN_CLOEXEC)
+        if fd < 0:
+            return
+        if _libc.inotify_add_watch(fd, os.fsencode(folder), self._IN_CLOSE_WRITE | self._IN_MOVED_TO) < 0:
+            os.close(fd)
+            return
+        self.fd = fd
+
+    def wait(self, timeout: float) -> None:
+        if self.fd < 0:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if ready:
+            self.drain()
+
+    def drain(self) -> None:
+        """Read (and forget) the pending events: they only say "look now"."""
+        try:
+            while os.read(self.fd, 65536):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def run(bridge: Bridge, interval: float, should_stop: Callable[[], bool] = lambda: False) -> None:
+    """Run ``bridge`` until ``should_stop()``: tick; when there was nothing to do, wait for a file to
+    arrive (inotify) or ``interval`` seconds, whichever comes first."""
+    watch = DirectoryWatch(bridge.jobs_dir)
+    try:
+        while not should_stop():
+            if not bridge.tick():
+                watch.wait(interval)
+    finally:
+        watch.close()
