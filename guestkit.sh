@@ -11,12 +11,14 @@ PYTHON=${PYTHON:-python3}
 # command -> Debian package providing it
 DEBIAN_TOOLS="qemu-img:qemu-utils qemu-nbd:qemu-utils sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools \
 mke2fs:e2fsprogs debugfs:e2fsprogs fakeroot:fakeroot mkntfs:ntfs-3g"
+# needed by the test command only (browser test of Flower's pages)
+TEST_DEBIAN_TOOLS="chromium:chromium"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 debian_packages() {
   local missing=() tool pkg
-  for pair in $DEBIAN_TOOLS; do
+  for pair in $DEBIAN_TOOLS ${1:-}; do
     tool=${pair%%:*}; pkg=${pair##*:}
     PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$pkg")
   done
@@ -50,7 +52,7 @@ case "${1:-}" in
     ;;
   test)
     shift
-    debian_packages; python_env
+    debian_packages "$TEST_DEBIAN_TOOLS"; python_env
     "$VENV/bin/ruff" check .
     "$VENV/bin/python" -m pytest -q "$@"
     # the integration suite (marked "broker") once more on each real broker
