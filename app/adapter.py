@@ -8,10 +8,13 @@ every outcome into a result document saved through the result backend.
 
 from __future__ import annotations
 
+import os
 import resource
 import traceback
+from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
+from time import monotonic
 from typing import Any, ClassVar
 
 from celery import Task
@@ -68,6 +71,22 @@ class JobTask(Task):
         status = self._ensure_known(job_id, document)
         if status.terminal:
             raise Ignore()  # a redelivery of a job that already ended: nothing to do
+        owner = f"{self._worker_id}/{os.getpid()}"
+        if not store.acquire_run(job_id, owner, ttl=self.settings.run_lease):
+            # another live process runs this very job (a duplicate delivery, e.g. after a Redis
+            # visibility timeout): keep the message, and look again once that run may be over
+            raise self.retry(countdown=max(1.0, self.settings.run_lease / 2), max_retries=None)
+        try:
+            return self._run_leased(job, store.get(job_id), owner)  # type: ignore[arg-type]
+        finally:
+            store.release_run(job_id, owner)
+
+    def _run_leased(self, job: JobDocument, status: JobStatus, owner: str) -> dict[str, Any]:
+        """Everything after the run lease is ours: nobody else moves this job on meanwhile."""
+        store = self.results.store
+        job_id = job.job_id
+        if status.terminal:
+            raise Ignore()
         status = self._recover_interrupted(job, status)
         if status.terminal:
             raise Ignore()
@@ -83,7 +102,7 @@ class JobTask(Task):
         if replay is not None:
             self.results.save_final(replay)
             return replay
-        return self._execute(job, status)
+        return self._execute(job, status, owner)
 
     # --- steps ------------------------------------------------------------------------------
     @property
@@ -168,7 +187,7 @@ class JobTask(Task):
                        f"job {claim.holder} with the same idempotency key {key!r} is still in progress",
                        details={"holder": claim.holder, "idempotency_key": key}, recoverable=True)
 
-    def _execute(self, job: JobDocument, status: JobStatus) -> dict[str, Any]:
+    def _execute(self, job: JobDocument, status: JobStatus, owner: str) -> dict[str, Any]:
         handler = self.handler_class()
         model = self.handler_class.payload_models[job.payload.version]
         ctx = JobContext(job, status.attempt, self.results.store, allowed_dirs=self.settings.allowed_dirs,
@@ -178,7 +197,7 @@ class JobTask(Task):
         phase = "execution"
         try:
             payload = model.model_validate(job.payload.data)
-            with cancel_watch(ctx.cancel_requested):
+            with cancel_watch(self._watcher(ctx, owner)):
                 outcome = handler.execute(ctx, payload)
         except SoftTimeLimitExceeded:
             kill_children()
@@ -210,6 +229,21 @@ class JobTask(Task):
             self._retry(job, status, error)
         return self._fail(job.job_id, error, phase=error.phase or phase, status=status, started=started,
                           metrics=_metrics(before), job=job)
+
+    def _watcher(self, ctx: JobContext, owner: str) -> Callable[[], bool]:
+        """Called every quarter second while the handler runs: keeps the run lease fresh and
+        says whether the job was cancelled."""
+        store, lease = self.results.store, self.settings.run_lease
+        refreshed = monotonic()
+
+        def tick() -> bool:
+            nonlocal refreshed
+            if monotonic() - refreshed > lease / 3:
+                store.refresh_run(ctx.job_id, owner, lease)
+                refreshed = monotonic()
+            return ctx.cancel_requested()
+
+        return tick
 
     def _retry(self, job: JobDocument, status: JobStatus, error: JobError) -> None:
         self.results.store.update(job.job_id, lambda s: s.retry(reason=f"{error.code}: {error.message}"))

@@ -19,8 +19,8 @@ class CancelRequested(BaseException):
 
 @contextmanager
 def cancel_watch(cancel_requested: Callable[[], bool], interval: float = 0.25) -> Iterator[None]:
-    """Check ``cancel_requested`` every ``interval`` seconds while the block runs (SIGALRM in
-    the worker child's main thread) and raise ``CancelRequested`` when it says so."""
+    """Call ``cancel_requested`` every ``interval`` seconds while the block runs (SIGALRM in
+    the worker child's main thread) and raise ``CancelRequested`` when it returns True."""
 
     def on_alarm(signum: int, frame: object) -> None:
         if cancel_requested():

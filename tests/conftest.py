@@ -34,6 +34,7 @@ ENV = {
     "GUESTKIT_BRIDGE": "0",
     "GUESTKIT_HEARTBEAT_INTERVAL": "0.5",
     "GUESTKIT_CAPABILITY_WAIT": "2",
+    "GUESTKIT_RUN_LEASE": "3",
     "GUESTKIT_POOLS": f"default-{SESSION_TAG}",
 }
 os.environ.update(ENV)

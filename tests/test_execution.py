@@ -379,3 +379,18 @@ def test_four_workers_share_a_backlog_and_losing_one_loses_nothing(start_worker,
     assert set(executions) == {d["job_id"] for d in docs}
     assert all(count == 1 for count in executions.values()), executions  # graceful stop: nothing ran twice
     assert len({r["worker_id"] for r in results}) >= 3
+
+
+def test_duplicate_delivery_of_a_running_job_neither_reruns_nor_fails_it(shared_worker: WorkerProcess,
+                                                                         tmp: Path) -> None:
+    from app.validation import validate
+
+    doc = sleep_job(tmp, 2)
+    handle = api.submit(doc)
+    wait_for(lambda: Path(doc["payload"]["data"]["started_file"]).exists(), what="the job to start")
+    api.publish(validate(doc))  # a second message for the same job, as a broker redelivery would be
+    result = handle.result(timeout=30)
+    assert result["status"] == "completed" and result["execution_summary"]["attempt"] == 1
+    assert len(runs(tmp)) == 1
+    assert [h.state for h in handle.status().history] == [JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING,
+                                                          JobState.COMPLETED]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,8 +148,6 @@ def test_concurrent_writers_never_break_the_state_machine(store: JobStore, store
 
 
 def test_worker_adverts_lapse_after_their_ttl(store: JobStore) -> None:
-    import time
-
     tag = uuid.uuid4().hex[:6]
     store.put_worker({"worker_id": f"alive-{tag}", "version": "0.1.0"}, ttl=30)
     store.put_worker({"worker_id": f"lapsing-{tag}", "version": "0.1.0"}, ttl=0.05)
@@ -163,3 +163,29 @@ def test_unmatched_jobs_are_remembered_and_forgotten(store: JobStore) -> None:
     store.mark_unmatched("job-u-000002", {"job_id": "job-u-000002", "x": [1]})
     store.mark_unmatched("job-u-000001", None)
     assert store.unmatched() == {"job-u-000002": {"job_id": "job-u-000002", "x": [1]}}
+
+
+def _hold_run(url: str, job_id: str, ready, out) -> None:
+    store = open_store(url)
+    out.put(store.acquire_run(job_id, f"holder-{os.getpid()}", ttl=3))
+    ready.set()
+    time.sleep(60)  # killed by the test while holding the lease
+
+
+def test_run_lease_is_exclusive_and_ends_with_its_process(store: JobStore, store_url: str) -> None:
+    job_id = f"job-{uuid.uuid4().hex[:10]}"
+    context = multiprocessing.get_context("fork")
+    ready, out = context.Event(), context.Queue()
+    holder = context.Process(target=_hold_run, args=(store_url, job_id, ready, out))
+    holder.start()
+    assert ready.wait(30) and out.get(timeout=5) is True
+    assert store.acquire_run(job_id, "me", ttl=0.5) is False
+    holder.kill()
+    holder.join(10)
+    deadline = time.monotonic() + 10  # the file lock ends with the process; a Redis lease by ttl
+    while not store.acquire_run(job_id, "me", ttl=5):
+        assert time.monotonic() < deadline, "the dead holder's lease never ended"
+        time.sleep(0.05)
+    assert store.acquire_run(job_id, "me", ttl=5) is True  # re-entrant for its owner
+    store.release_run(job_id, "me")
+    assert store.acquire_run(job_id, "other", ttl=5) is True

@@ -61,6 +61,18 @@ class JobStore(ABC):
     def job_ids(self) -> Iterator[str]: ...
 
     @abstractmethod
+    def acquire_run(self, job_id: str, owner: str, ttl: float) -> bool:
+        """Take the job's run lease: only its holder may move the job on from assigned or
+        running. False while another live process holds it. The lease ends when released, when
+        its process dies, or (on shared stores) ``ttl`` seconds after the last refresh."""
+
+    @abstractmethod
+    def refresh_run(self, job_id: str, owner: str, ttl: float) -> None: ...
+
+    @abstractmethod
+    def release_run(self, job_id: str, owner: str) -> None: ...
+
+    @abstractmethod
     def put_worker(self, advert: dict[str, Any], ttl: float) -> None:
         """Publish a worker's advertisement (contract section 7); it lapses after ``ttl`` s."""
 

@@ -3,6 +3,8 @@
 Layout under the root:
     jobs/<job_id>.json        status (written by rename, never half a file)
     jobs/<job_id>.lock        flock'ed around every read-modify-write of that status
+    jobs/<job_id>.run         flock'ed by the process running the job (its run lease): the kernel
+                              releases it when that process dies, kill -9 included
     progress/<job_id>.jsonl   progress events, one appended line each
     keys/<sha256(key)>.json   idempotency claim: {"key", "job_id"}, changed under keys/<…>.lock
     cancel/<job_id>           exists once a cancel was requested
@@ -36,6 +38,7 @@ class FileJobStore(JobStore):
         self.cancels = self.root / "cancel"
         self.adverts = self.root / "workers"
         self.waiting = self.root / "unmatched"
+        self._runs: dict[str, int] = {}
         for folder in (self.jobs, self.events, self.keys, self.cancels, self.adverts, self.waiting):
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -119,6 +122,26 @@ class FileJobStore(JobStore):
         for entry in os.scandir(self.jobs):
             if entry.name.endswith(".json"):
                 yield entry.name[: -len(".json")]
+
+    def acquire_run(self, job_id: str, owner: str, ttl: float) -> bool:
+        if job_id in self._runs:
+            return True
+        fd = os.open(self.jobs / f"{job_id}.run", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._runs[job_id] = fd
+        return True
+
+    def refresh_run(self, job_id: str, owner: str, ttl: float) -> None:
+        pass  # a lock held by a live process needs no refresh
+
+    def release_run(self, job_id: str, owner: str) -> None:
+        fd = self._runs.pop(job_id, None)
+        if fd is not None:
+            os.close(fd)
 
     def put_worker(self, advert: dict[str, Any], ttl: float) -> None:
         record = {"expires": time.time() + ttl, "advert": advert}

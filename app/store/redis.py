@@ -7,6 +7,7 @@ Keys (under the prefix):
     key:<sha256(key)>   job_id holding an idempotency key; claimed in a transaction that also
                         watches the holder's status, so a claim is atomic across hosts
     cancel:<job_id>     exists once a cancel was requested
+    run:<job_id>        run lease: owner, expiring unless refreshed
     worker:<worker_id>  advertisement, expiring with its heartbeat
     unmatched           hash job_id → document of jobs waiting for a worker that can run them
 """
@@ -124,6 +125,22 @@ class RedisJobStore(JobStore):
                     if state is None or status.state is state:
                         found.append(status)
         return found
+
+    _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+    _REFRESH = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+                "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0")
+
+    def acquire_run(self, job_id: str, owner: str, ttl: float) -> bool:
+        key = self._k("run", job_id)
+        if self.client.set(key, owner, nx=True, px=int(ttl * 1000)):
+            return True
+        return self.client.get(key) == owner.encode()
+
+    def refresh_run(self, job_id: str, owner: str, ttl: float) -> None:
+        self.client.eval(self._REFRESH, 1, self._k("run", job_id), owner, int(ttl * 1000))
+
+    def release_run(self, job_id: str, owner: str) -> None:
+        self.client.eval(self._RELEASE, 1, self._k("run", job_id), owner)
 
     def put_worker(self, advert: dict[str, Any], ttl: float) -> None:
         self.client.set(self._k("worker", advert["worker_id"]), json.dumps(advert), px=max(1, int(ttl * 1000)))
