@@ -23,6 +23,7 @@ from queue import Empty
 from time import monotonic, time_ns
 from typing import Any
 
+import psutil
 from kombu.transport import TRANSPORT_ALIASES, filesystem, virtual
 from kombu.utils.json import dumps, loads
 
@@ -31,6 +32,8 @@ _EVENT_QUEUE_PREFIX = "celeryev."
 #: seconds after which an event queue nobody reads is dropped (Celery's event_queue_expires)
 EVENT_QUEUE_EXPIRES = 60.0
 _STEP = 0.25
+#: seconds between looks for messages taken by processes that died
+_ORPHAN_SWEEP = 2.0
 
 
 _STATES: dict[Path, virtual.BrokerState] = {}
@@ -43,13 +46,11 @@ def _root_of(client: Any) -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a killed process its parent has not reaped yet counts as dead."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Channel(filesystem.Channel):
@@ -58,6 +59,7 @@ class Channel(filesystem.Channel):
         self.queue_folder.mkdir(parents=True, exist_ok=True)
         self._taken: dict[str, Path] = {}
         self._marked_alive: dict[str, float] = {}
+        self._swept_at = 0.0
         self.unacked_folder.mkdir(parents=True, exist_ok=True)
         self._recover_orphans()
 
@@ -96,6 +98,8 @@ class Channel(filesystem.Channel):
         os.rename(tmp, self.queue_folder / name)
 
     def _get(self, queue: str) -> dict[str, Any]:
+        if monotonic() - self._swept_at > _ORPHAN_SWEEP:
+            self._recover_orphans()
         if queue.startswith(_EVENT_QUEUE_PREFIX):
             self._mark_alive(queue)
         suffix = f"{queue}.msg"
@@ -166,7 +170,9 @@ class Channel(filesystem.Channel):
         self._forget(message.delivery_tag)
 
     def _recover_orphans(self) -> None:
-        """Put back messages taken by processes that no longer exist."""
+        """Put back messages taken by processes that no longer exist (at start, then every
+        ``_ORPHAN_SWEEP`` seconds, so a running worker also recovers what a dead one took)."""
+        self._swept_at = monotonic()
         for entry in os.scandir(self.unacked_folder):
             pid_text, _, name = entry.name.partition("-")
             if pid_text.isdigit() and not _pid_alive(int(pid_text)):

@@ -69,3 +69,33 @@ def test_event_queue_of_a_gone_reader_expires(tmp_path: Path, monkeypatch) -> No
     time.sleep(0.01)  # the alive mark must be older than the (zero) expiry
     _publish(url, Queue("celeryev.other", events, "nothing"), [{"e": 2}])
     assert [n for n in os.listdir(tmp_path / "queue") if "gone-reader" in n] == []
+
+
+def test_running_consumer_recovers_what_a_dead_unreaped_consumer_took(tmp_path: Path) -> None:
+    """The process that took the message is killed and left unreaped (a zombie); a channel that
+    was open before gets the message back without a restart."""
+    import psutil
+
+    url = f"embedded://{tmp_path}"
+    queue = Queue("jobs", Exchange("jobs"), "jobs")
+    _publish(url, queue, [{"n": 7}])
+    script = (
+        "import os, app.embedded_broker\n"
+        "from kombu import Connection, Exchange, Queue\n"
+        "q = Queue('jobs', Exchange('jobs'), 'jobs')\n"
+        f"with Connection({url!r}) as c, c.Consumer(q, callbacks=[lambda b, m: os.kill(os.getpid(), 9)]):\n"
+        "    c.drain_events(timeout=30)\n"
+    )
+    got: list[dict] = []
+    with Connection(url) as conn:
+        assert conn.default_channel is not None  # opened (and swept) before the taker dies
+        taker = subprocess.Popen([sys.executable, "-c", script])
+        deadline = time.monotonic() + 30
+        while psutil.Process(taker.pid).status() != psutil.STATUS_ZOMBIE:  # dead, deliberately not reaped
+            assert time.monotonic() < deadline, "the taker never took the message"
+            time.sleep(0.01)
+        assert os.listdir(tmp_path / "unacked")
+        with conn.Consumer(queue, callbacks=[lambda body, message: (got.append(body), message.ack())]):
+            conn.drain_events(timeout=10)
+        taker.wait()
+    assert got == [{"n": 7}]
