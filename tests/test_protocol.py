@@ -274,3 +274,11 @@ def test_seed_is_not_mutated_by_validation() -> None:
     before = copy.deepcopy(doc)
     validate(doc)
     assert doc == before
+
+
+@pytest.mark.parametrize("example", sorted((SEED_JOB.parent).glob("*.json")), ids=lambda p: p.name)
+def test_every_example_job_validates_with_the_registered_handlers(example: Path) -> None:
+    from app.registry import HandlerRegistry
+
+    job = validate(example, payload_models=HandlerRegistry.discover().payload_models)
+    assert job.to_dict() == json.loads(example.read_text())
