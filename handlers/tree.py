@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
@@ -42,6 +43,51 @@ class GuestTree(Protocol):
         """Target of a symlink, as stored; None if ``path`` is not a symlink."""
 
 
+MAX_SYMLINK_HOPS = 40
+#: canonical guest path -> (its type, its link target if a symlink), or None when absent
+KindAndLink = Callable[[str], "tuple[FileType, str | None] | None"]
+
+
+def resolve_path(path: str, follow: bool, lookup: KindAndLink) -> str | None:
+    """The canonical guest path of ``path``, resolving symlinks inside the guest.
+
+    Parent components are always followed, the last one only if ``follow``. None when a parent
+    is missing or not a directory, or after ``MAX_SYMLINK_HOPS`` links (a loop). A missing last
+    component still yields its canonical path.
+    """
+    parts = list(PurePosixPath("/", path).parts[1:])
+    current = PurePosixPath("/")
+    hops = 0
+    index = 0
+    while index < len(parts):
+        name = parts[index]
+        index += 1
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = current.parent
+            continue
+        candidate = current / name
+        is_last = index == len(parts)
+        found = lookup(str(candidate))
+        if found is None:
+            return str(candidate) if is_last else None
+        kind, link = found
+        if kind == "symlink" and (follow or not is_last):
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS or link is None:
+                return None
+            base = PurePosixPath("/") if link.startswith("/") else current
+            parts = list(PurePosixPath(base, link).parts[1:]) + parts[index:]
+            current = PurePosixPath("/")
+            index = 0
+            continue
+        if not is_last and kind != "dir":
+            return None
+        current = candidate
+    return str(current)
+
+
 def read_text(tree: GuestTree, path: str, limit: int | None = 4 * 1024 * 1024) -> str | None:
     """File content decoded as UTF-8 (bad bytes replaced); None if absent."""
     raw = tree.read_bytes(path, limit)
@@ -55,35 +101,18 @@ class DirectoryTree:
         self.root = Path(root)
 
     def _host(self, path: str, follow: bool) -> Path | None:
-        parts = PurePosixPath("/", path).parts[1:]
-        current = PurePosixPath("/")
-        hops = 0
-        index = 0
-        parts = list(parts)
-        while index < len(parts):
-            name = parts[index]
-            index += 1
-            if name in ("", "."):
-                continue
-            if name == "..":
-                current = current.parent
-                continue
-            candidate = current / name
-            host = self.root / candidate.relative_to("/")
-            is_last = index == len(parts)
-            if host.is_symlink() and (follow or not is_last):
-                hops += 1
-                if hops > 40:
-                    return None
-                target = os.readlink(host)
-                base = PurePosixPath("/") if target.startswith("/") else current
-                rest = parts[index:]
-                parts = list(PurePosixPath(base, target).parts[1:]) + rest
-                current = PurePosixPath("/")
-                index = 0
-                continue
-            current = candidate
-        return self.root / current.relative_to("/")
+        canonical = resolve_path(path, follow, self._kind_and_link)
+        return None if canonical is None else self.root / canonical.lstrip("/")
+
+    def _kind_and_link(self, canonical: str) -> tuple[FileType, str | None] | None:
+        host = self.root / canonical.lstrip("/")
+        try:
+            mode = host.lstat().st_mode
+        except OSError:
+            return None
+        if stat_module.S_ISLNK(mode):
+            return "symlink", os.readlink(host)
+        return ("dir" if stat_module.S_ISDIR(mode) else "file" if stat_module.S_ISREG(mode) else "other"), None
 
     def stat(self, path: str) -> FileInfo | None:
         host = self._host(path, follow=False)

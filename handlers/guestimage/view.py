@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
-from handlers.tree import FileInfo
+from handlers.tree import FileInfo, FileType, resolve_path
 
 from .tskfs import TskFilesystem
-
-MAX_SYMLINK_HOPS = 40
 
 
 class GuestView:
@@ -35,37 +31,11 @@ class GuestView:
 
     def resolve(self, path: str, follow: bool) -> str | None:
         """The canonical path of ``path`` (parents always followed, the last part if ``follow``)."""
-        parts = list(PurePosixPath("/", path).parts[1:])
-        current = PurePosixPath("/")
-        hops = 0
-        index = 0
-        while index < len(parts):
-            name = parts[index]
-            index += 1
-            if name in ("", "."):
-                continue
-            if name == "..":
-                current = current.parent
-                continue
-            candidate = current / name
-            is_last = index == len(parts)
-            found = self._lstat_canonical(str(candidate))
-            if found is None:
-                return str(candidate) if is_last else None
-            info, link = found
-            if info.type == "symlink" and (follow or not is_last):
-                hops += 1
-                if hops > MAX_SYMLINK_HOPS or link is None:
-                    return None
-                base = PurePosixPath("/") if link.startswith("/") else current
-                parts = list(PurePosixPath(base, link).parts[1:]) + parts[index:]
-                current = PurePosixPath("/")
-                index = 0
-                continue
-            if not is_last and info.type != "dir":
-                return None
-            current = candidate
-        return str(current)
+        return resolve_path(path, follow, self._kind_and_link)
+
+    def _kind_and_link(self, canonical: str) -> tuple[FileType, str | None] | None:
+        found = self._lstat_canonical(canonical)
+        return None if found is None else (found[0].type, found[1])
 
     def stat(self, path: str) -> FileInfo | None:
         canonical = self.resolve(path, follow=False)
