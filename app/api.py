@@ -57,16 +57,22 @@ class JobHandle:
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         """The result document once the job has ended (completed or not).
 
-        Raises ``TimeoutError`` if it has not ended within ``timeout`` seconds.
+        Raises ``TimeoutError`` if it has not ended within ``timeout`` seconds. The result file
+        is written just before the terminal state; this returns once both are there.
         """
         backend = _backend()
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
+        doc = None
         while True:
-            doc = backend.read_result(self.job_id)
+            doc = doc or backend.read_result(self.job_id)
             if doc is not None:
-                return doc
+                current = backend.store.get(self.job_id)
+                if current is None or current.terminal:
+                    return doc
             if deadline is not None and time.monotonic() >= deadline:
+                if doc is not None:
+                    return doc  # the state lags (its worker died in between); the result stands
                 current = self.status()
                 raise TimeoutError(f"job {self.job_id} has not ended after {timeout} s "
                                    f"(state: {current.state if current else 'unknown'})")

@@ -33,7 +33,8 @@ ENV = {
     "GUESTKIT_SHUTDOWN_GRACE": "10",
     "GUESTKIT_BRIDGE": "0",
     "GUESTKIT_HEARTBEAT_INTERVAL": "0.5",
-    "GUESTKIT_CAPABILITY_WAIT": "2",
+    # above a worker's start-up time: tests that submit before starting their worker rely on it
+    "GUESTKIT_CAPABILITY_WAIT": "10",
     "GUESTKIT_RUN_LEASE": "3",
     "GUESTKIT_POOLS": f"default-{SESSION_TAG}",
 }

@@ -203,9 +203,13 @@ def test_deadline_in_the_past_fails_deadline_exceeded(shared_worker: WorkerProce
     assert result["error"]["code"] == "DEADLINE_EXCEEDED"
 
 
-def test_unmet_constraints_fail_capability_mismatch_without_running(shared_worker: WorkerProcess,
+SHORT_CAPABILITY_WAIT = {"GUESTKIT_CAPABILITY_WAIT": "1"}
+
+
+def test_unmet_constraints_fail_capability_mismatch_without_running(start_worker, pool_name: str,
                                                                     tmp: Path) -> None:
-    doc = sleep_job(tmp, 0)
+    start_worker(env={"GUESTKIT_POOLS": pool_name, **SHORT_CAPABILITY_WAIT})
+    doc = routed(sleep_job(tmp, 0), pool_name)
     doc["constraints"] = {"required_capabilities": ["gpu"], "minimum_worker_version": "99.0.0"}
     result = api.submit(doc).result(timeout=30)
     assert result["error"]["code"] == "CAPABILITY_MISMATCH"
@@ -339,9 +343,9 @@ def test_sigterm_past_grace_leaves_job_for_another_worker(start_worker, pool_nam
 
 
 
-def test_job_no_worker_can_run_waits_then_fails_capability_mismatch(shared_worker: WorkerProcess,
-                                                                   pool_name: str) -> None:
+def test_job_no_worker_can_run_waits_then_fails_capability_mismatch(start_worker, pool_name: str) -> None:
     """Routed to a pool nobody serves: it never runs, and after the wait the heartbeat fails it."""
+    start_worker(env=SHORT_CAPABILITY_WAIT)  # serves the default pool; its heartbeat sweeps
     handle = api.submit(routed(make_job(), pool_name))
     assert handle.status().state is JobState.QUEUED
     result = handle.result(timeout=30)
