@@ -59,8 +59,6 @@ _JOB_ID = re.compile(JOB_ID_PATTERN)
 #: first and longest pause between two looks at one in-flight job's result (grows by half each look)
 _FIRST_CHECK_DELAY = 0.005
 _MAX_CHECK_DELAY = 0.5
-#: seconds an adopted job must stay queued with no message in the broker before it is published again
-_LOST_GRACE = 1.0
 #: seconds before a file whose handling raised something unexpected is tried again
 _RETRY_DELAY = 1.0
 
@@ -87,7 +85,6 @@ class Claim:
     job_id: str | None = field(default=None, compare=False)
     delay: float = field(default=_FIRST_CHECK_DELAY, compare=False)
     #: when an adopted claim's job was first found queued with no message in the broker
-    lost_since: float | None = field(default=None, compare=False)
 
     def back_off(self, now: float) -> None:
         self.next_check = now + self.delay
@@ -268,8 +265,7 @@ class Bridge:
         return stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime < self.config.settle
 
     def _hand_over(self, claim: Claim, job: JobDocument) -> bool:
-        """Submit the job (or, for an adopted claim, finish what the dead bridge began) and follow it;
-        False when it must be looked at again shortly."""
+        """Submit the job (or, for an adopted claim, finish what the dead bridge began) and follow it."""
         status = self.store.get(job.job_id)
         if status is None:
             try:
@@ -277,67 +273,30 @@ class Bridge:
                 logger.info("bridge: %s submitted as job %s", claim.name, job.job_id)
             except SubmitFailed as exc:  # the API saved a failure result: the file follows it
                 logger.error("bridge: %s could not be queued: %s", claim.name, exc)
-        elif claim.recovered and not self._publication_settled(claim, job, status):
-            return False
+        elif claim.recovered:
+            self._republish_if_unsure(job, status)
         claim.job_id = job.job_id
         claim.next_check, claim.delay = 0.0, _FIRST_CHECK_DELAY
         heapq.heappush(self.inflight, claim)
         return True
 
-    def _publication_settled(self, claim: Claim, job: JobDocument, status: JobStatus) -> bool:
-        """An adopted claim: publish its job if it never reached the broker; False to decide later.
+    def _republish_if_unsure(self, job: JobDocument, status: JobStatus) -> None:
+        """An adopted claim: make sure its job reached the broker.
 
         ``pending``: the dead bridge never queued it, so it was never published. ``queued``: it may
-        have been. A second message for a job that is running could run it twice, so the job is
-        published again only when the broker can be looked into (embedded, Redis), holds no message
-        for it, and the job is still queued ``_LOST_GRACE`` seconds later (a worker may be between
-        taking the message and recording it). On other brokers it is left queued, with a warning.
+        have been or not; publishing it again is safe, because a second message for the same job
+        never runs it twice (the worker's run lease makes a duplicate wait, then see the job ended).
         """
         if status.state is JobState.PENDING:
             try:
                 self.store.update(job.job_id, lambda s: s.advance(JobState.QUEUED, reason="bridge recovery"))
             except InvalidTransition:
-                return True
+                return
         elif status.state is not JobState.QUEUED:
-            return True
-        else:
-            found = self._in_broker(job)
-            if found is None:
-                logger.warning("bridge: job %s is queued; whether its message reached the broker cannot be "
-                               "checked on this broker, so it is not published again", job.job_id)
-            if found is not False:
-                return True
-            now = time.monotonic()
-            if claim.lost_since is None:
-                claim.lost_since = now
-            if now - claim.lost_since < _LOST_GRACE:
-                return False
-        logger.warning("bridge: job %s was claimed but never published; publishing it now", job.job_id)
+            return
+        logger.warning("bridge: job %s was claimed by a bridge that died before it was surely published; "
+                       "publishing it (again)", job.job_id)
         publish(job)
-        return True
-
-    def _in_broker(self, job: JobDocument) -> bool | None:
-        """Whether the broker holds a message for the job, waiting or taken and not yet acknowledged;
-        None when this broker cannot be looked into (RabbitMQ)."""
-        url = str(self.app.conf.broker_url)
-        if url.startswith("embedded://"):
-            root = Path(url.removeprefix("embedded://") or ".guestkit/broker").absolute()
-            raws = (_read(entry.path) for folder in ("queue", "unacked") for entry in _scandir(root / folder))
-        elif url.startswith(("redis://", "rediss://")):
-            raws = self._redis_messages(job)
-        else:
-            return None
-        needle = job.job_id.encode()
-        return any(needle in raw and _message_id(raw) == job.job_id for raw in raws)
-
-    def _redis_messages(self, job: JobDocument) -> list[bytes]:
-        queues = set(self.app.conf.guestkit_pools) | {pool_for(job, self.app.conf.guestkit_pools[0])}
-        with self.app.connection_for_read() as connection:
-            channel: Any = connection.default_channel
-            client = channel.client
-            raws = [raw for queue in queues for step in channel.priority_steps
-                    for raw in client.lrange(channel._q_for_pri(queue, step), 0, -1)]
-            return raws + list(client.hvals(channel.unacked_key))
 
     def _take_job_id(self, job_id: str, claim: Claim) -> str | None:
         """Record that this file owns ``job_id``; return the file that owned it first, if another."""
@@ -420,24 +379,6 @@ def _reason(claim: Claim, code: str, problems: list[str], extra: list[str] | Non
 
 def _reason_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".reason.txt")
-
-
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError:
-        return b""
-
-
-def _message_id(raw: bytes) -> str | None:
-    """The task id of a broker message (for Redis's unacked hash, the message is the first item)."""
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        return None
-    if isinstance(message, list) and message:
-        message = message[0]
-    return message.get("headers", {}).get("id") if isinstance(message, dict) else None
 
 
 def _scandir(folder: Path) -> list[os.DirEntry[str]]:
