@@ -8,6 +8,7 @@ every outcome into a result document saved through the result backend.
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import traceback
@@ -15,10 +16,10 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
 from time import monotonic
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from celery import Task
-from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 
 from app.backend import GuestkitBackend
 from app.context import JobContext
@@ -32,6 +33,9 @@ from app.states import JobState, JobStatus, utc_now
 from app.validation import validate
 from app.workers import WorkerAdvert, build_advert, unmet_constraints
 
+logger = logging.getLogger(__name__)
+#: seconds before a job whose store could not be reached is looked at again
+STORE_RETRY_SECONDS = 5.0
 _STATUS_FOR_CODE = {ErrorCode.TIMEOUT: "timeout", ErrorCode.CANCELLED: "cancelled"}
 
 
@@ -58,6 +62,15 @@ class JobTask(Task):
         return backend
 
     def run(self, document: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self._run(document)
+        except self.results.store.unavailable as exc:
+            # nothing can be recorded now: keep the job, and look at it again once the store is back
+            logger.warning("[%s] job store unavailable (%s): trying again in %s s", self.request.id, exc,
+                           STORE_RETRY_SECONDS)
+            self._later(STORE_RETRY_SECONDS, exc)
+
+    def _run(self, document: dict[str, Any]) -> dict[str, Any]:
         job_id = self.request.id
         store = self.results.store
         try:
@@ -75,7 +88,7 @@ class JobTask(Task):
         if not store.acquire_run(job_id, owner, ttl=self.settings.run_lease):
             # another live process runs this very job (a duplicate delivery, e.g. after a Redis
             # visibility timeout): keep the message, and look again once that run may be over
-            raise self.retry(countdown=max(1.0, self.settings.run_lease / 2), max_retries=None)
+            self._later(max(1.0, self.settings.run_lease / 2))
         try:
             return self._run_leased(job, store.get(job_id), owner)  # type: ignore[arg-type]
         finally:
@@ -166,7 +179,7 @@ class JobTask(Task):
         queued_at = status.history[-1].at if status.history else status.created_at
         waited = (utc_now() - queued_at).total_seconds()
         if waited < self.settings.capability_wait:
-            raise self.retry(countdown=min(5.0, max(0.5, self.settings.capability_wait / 10)), max_retries=None)
+            self._later(min(5.0, max(0.5, self.settings.capability_wait / 10)))
         raise JobError(ErrorCode.CAPABILITY_MISMATCH,
                        f"worker {self._worker_id} cannot run this job, and none could in {waited:.0f} s: "
                        f"{'; '.join(unmet)}", details={"unmet": unmet, "worker_id": self._worker_id})
@@ -239,16 +252,27 @@ class JobTask(Task):
         def tick() -> bool:
             nonlocal refreshed
             if monotonic() - refreshed > lease / 3:
-                store.refresh_run(ctx.job_id, owner, lease)
-                refreshed = monotonic()
+                try:
+                    store.refresh_run(ctx.job_id, owner, lease)
+                    refreshed = monotonic()
+                except store.unavailable:
+                    pass  # tried again next tick; the handler is not disturbed by a store outage
             return ctx.cancel_requested()
 
         return tick
 
     def _retry(self, job: JobDocument, status: JobStatus, error: JobError) -> None:
         self.results.store.update(job.job_id, lambda s: s.retry(reason=f"{error.code}: {error.message}"))
-        countdown = self.settings.retry_backoff * 2 ** (status.attempt - 1)
-        raise self.retry(countdown=countdown, max_retries=None, exc=error)
+        self._later(self.settings.retry_backoff * 2 ** (status.attempt - 1), error)
+
+    def _later(self, countdown: float, exc: BaseException | None = None) -> NoReturn:
+        """Deliver this job's message again in ``countdown`` seconds (Celery's retry; not an
+        attempt of ours). If the new message cannot be published, this one goes back instead of
+        being dropped, as Celery would otherwise do."""
+        try:
+            raise self.retry(countdown=countdown, max_retries=None, exc=exc)
+        except Reject as rejected:
+            raise Reject(rejected.reason, requeue=True) from None
 
     def _fail(self, job_id: str, error: JobError, *, phase: str, status: JobStatus | None = None,
               started: datetime | None = None, metrics: Metrics | None = None, job: JobDocument | None = None,

@@ -84,12 +84,15 @@ class JobHandle:
 
 
 def submit(source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[str], *,
-           wait: bool = False, timeout: float | None = None) -> JobHandle:
+           wait: bool = False, timeout: float | None = None,
+           keep_queued_on_broker_error: bool = False) -> JobHandle:
     """Validate and queue a job; with ``wait``, return once it has ended.
 
     Raises ``ValidationFailed`` for an invalid document (nothing is queued then) and
-    ``SubmitFailed`` when the broker cannot be reached. Submitting a job_id that exists
-    returns the existing job's handle: it is executed once.
+    ``SubmitFailed`` when the broker cannot be reached: the job is then recorded failed, or,
+    with ``keep_queued_on_broker_error``, left queued for the caller to ``publish`` again (the
+    file-drop bridge does). Submitting a job_id that exists returns the existing job's handle:
+    it is executed once.
     """
     app, registry = _platform()
     backend = app.backend
@@ -114,6 +117,8 @@ def submit(source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[s
     try:
         publish(job)
     except Exception as exc:  # the broker is down or refuses: say so, do not leave a queued ghost
+        if keep_queued_on_broker_error:
+            raise SubmitFailed(f"could not queue the job: {type(exc).__name__}: {exc}") from exc
         error = JobError(ErrorCode.EXECUTION_ERROR, f"could not queue the job: {type(exc).__name__}: {exc}",
                          details={"broker": app.connection_for_write().as_uri()}, recoverable=True)
         backend.save_final(failure_result(job.job_id, ErrorInfo.from_job_error(error, "submission"),

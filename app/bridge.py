@@ -84,7 +84,8 @@ class Claim:
     recovered: bool = field(default=False, compare=False)
     job_id: str | None = field(default=None, compare=False)
     delay: float = field(default=_FIRST_CHECK_DELAY, compare=False)
-    #: when an adopted claim's job was first found queued with no message in the broker
+    #: its job is recorded queued but the broker could not be reached to publish it
+    unpublished: bool = field(default=False, compare=False)
 
     def back_off(self, now: float) -> None:
         self.next_check = now + self.delay
@@ -265,16 +266,22 @@ class Bridge:
         return stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime < self.config.settle
 
     def _hand_over(self, claim: Claim, job: JobDocument) -> bool:
-        """Submit the job (or, for an adopted claim, finish what the dead bridge began) and follow it."""
+        """Submit the job (or, for an adopted claim, finish what the dead bridge began) and follow it;
+        False while the broker cannot be reached: the file stays claimed and is tried again."""
         status = self.store.get(job.job_id)
-        if status is None:
-            try:
-                submit(job)
+        try:
+            if status is None:
+                submit(job, keep_queued_on_broker_error=True)
                 logger.info("bridge: %s submitted as job %s", claim.name, job.job_id)
-            except SubmitFailed as exc:  # the API saved a failure result: the file follows it
-                logger.error("bridge: %s could not be queued: %s", claim.name, exc)
-        elif claim.recovered:
-            self._republish_if_unsure(job, status)
+            elif claim.recovered or claim.unpublished:
+                self._republish_if_unsure(job, status)
+        except SubmitFailed as exc:
+            if not claim.unpublished:
+                logger.warning("bridge: %s stays in place until the broker is back: %s", claim.name, exc)
+            claim.unpublished = True
+            claim.next_check = time.monotonic() + _RETRY_DELAY
+            return False
+        claim.unpublished = False
         claim.job_id = job.job_id
         claim.next_check, claim.delay = 0.0, _FIRST_CHECK_DELAY
         heapq.heappush(self.inflight, claim)
@@ -294,9 +301,11 @@ class Bridge:
                 return
         elif status.state is not JobState.QUEUED:
             return
-        logger.warning("bridge: job %s was claimed by a bridge that died before it was surely published; "
-                       "publishing it (again)", job.job_id)
-        publish(job)
+        logger.warning("bridge: job %s may not have reached the broker; publishing it (again)", job.job_id)
+        try:
+            publish(job)
+        except Exception as exc:  # noqa: BLE001 - the broker is unreachable: kept, tried again
+            raise SubmitFailed(f"could not queue the job: {type(exc).__name__}: {exc}") from exc
 
     def _take_job_id(self, job_id: str, claim: Claim) -> str | None:
         """Record that this file owns ``job_id``; return the file that owned it first, if another."""
@@ -317,7 +326,7 @@ class Bridge:
         problems = [p.replace(str(claim.path), claim.name) for p in exc.problems]
         extra: list[str] = []
         job_id = data.get("job_id") if data is not None else None
-        if isinstance(job_id, str) and _JOB_ID.match(job_id):
+        if isinstance(job_id, str) and _JOB_ID.fullmatch(job_id):
             first = self._take_job_id(job_id, claim)
             if first is not None:
                 extra.append(f"no failure result written: job_id {job_id!r} belongs to the file {first!r}")
@@ -359,7 +368,7 @@ class Bridge:
             if os.path.lexists(dest) or (reason is not None and os.path.lexists(_reason_path(dest))):
                 continue
             if reason is not None:
-                write_atomic(_reason_path(dest), reason.encode())
+                write_atomic(_reason_path(dest), reason.encode("utf-8", "backslashreplace"))
             try:
                 rename_noreplace(claim.path, dest)
             except FileExistsError:

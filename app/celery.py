@@ -5,6 +5,8 @@ One task per registered handler, named after its operation, all built on ``JobTa
 
 from __future__ import annotations
 
+import os
+
 from celery import Celery
 from kombu import Queue
 
@@ -15,6 +17,10 @@ from app.heartbeat import Heartbeat
 from app.registry import HandlerRegistry
 
 MAX_PRIORITY = 10
+
+# Flower (``celery -A app flower``) listens on every interface unless told otherwise; its pages
+# control workers and its /metrics is unauthenticated: loopback unless FLOWER_ADDRESS says so
+os.environ.setdefault("FLOWER_ADDRESS", "127.0.0.1")
 
 app = Celery("guestkit")
 app.config_from_object("celeryconfig")

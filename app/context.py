@@ -58,13 +58,19 @@ class JobContext:
             observability=self.job.observability_dict,
         ).model_dump(mode="json")
         self._sequence += 1
-        self.store.append_progress(self.job_id, event)
+        try:
+            self.store.append_progress(self.job_id, event)
+        except self.store.unavailable as exc:  # progress is best effort while the store is away
+            self.logger.warning("progress event %d not stored: %s", event["sequence"], exc)
         if self._send_event is not None:
             self._send_event("task-progress", progress=event)
         self.logger.info("%s - %s (%d%%)", phase, message, event["progress_percent"])
 
     def cancel_requested(self) -> bool:
-        return self.store.cancel_requested(self.job_id)
+        try:
+            return self.store.cancel_requested(self.job_id)
+        except self.store.unavailable:
+            return False  # cannot know: keep going; the request is seen once the store is back
 
     def allowed_path(self, path: str | Path, *, must_exist: bool = True) -> Path:
         return resolve_allowed(path, self.allowed_dirs, must_exist=must_exist)

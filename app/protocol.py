@@ -90,7 +90,7 @@ class Constraints(Open):
     @field_validator("minimum_worker_version")
     @classmethod
     def _semver(cls, value: str | None) -> str | None:
-        if value is not None and not SEMVER.match(value):
+        if value is not None and not SEMVER.fullmatch(value):
             raise ValueError(f"must be a semantic version such as 1.2.0, got {value!r}")
         return value
 
@@ -109,13 +109,13 @@ class Payload(Open):
     @field_validator("type")
     @classmethod
     def _versioned(cls, value: str) -> str:
-        if not PAYLOAD_TYPE.match(value):
+        if not PAYLOAD_TYPE.fullmatch(value):
             raise ValueError(f"must be <operation>.v<N> with N >= 1, got {value!r}")
         return value
 
     @property
     def version(self) -> int:
-        match = PAYLOAD_TYPE.match(self.type)
+        match = PAYLOAD_TYPE.fullmatch(self.type)
         assert match is not None
         return int(match["version"])
 
@@ -158,14 +158,14 @@ class JobDocument(Open):
     @field_validator("version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not re.match(r"^1\.(0|[1-9][0-9]*)$", value):
+        if not re.fullmatch(r"1\.(0|[1-9][0-9]*)", value):
             raise ValueError(f'must be "1.<minor>" such as "1.0", got {value!r}')
         return value
 
     @field_validator("job_id")
     @classmethod
     def _job_id(cls, value: str) -> str:
-        if not re.match(JOB_ID_PATTERN, value):
+        if not re.fullmatch(JOB_ID_PATTERN, value):
             raise ValueError(
                 "must be 8-128 characters of A-Z a-z 0-9 . _ : - and not start with '.' "
                 f"(it becomes a file name), got {value[:60]!r}"
@@ -175,7 +175,7 @@ class JobDocument(Open):
     @field_validator("operation")
     @classmethod
     def _operation(cls, value: str) -> str:
-        if not re.match(OPERATION_PATTERN, value):
+        if not re.fullmatch(OPERATION_PATTERN, value):
             raise ValueError(
                 f"must be <namespace>.<name>[.<variant>] with segments of a-z 0-9 _ -, got {value[:60]!r}"
             )
@@ -184,7 +184,7 @@ class JobDocument(Open):
     @model_validator(mode="after")
     def _cross_field_rules(self) -> JobDocument:
         problems = []
-        match = PAYLOAD_TYPE.match(self.payload.type)
+        match = PAYLOAD_TYPE.fullmatch(self.payload.type)
         if match and match["operation"] != self.operation:
             problems.append(
                 f"payload.type: {self.payload.type!r} names operation {match['operation']!r}, "

@@ -33,7 +33,7 @@ def read_document(source: str | bytes | os.PathLike[str] | Mapping[str, Any]) ->
     """
     if isinstance(source, Mapping):
         data = dict(source)
-        _check_depth(data)
+        _check_structure(data)
         if len(json.dumps(data, default=str)) > MAX_DOCUMENT_BYTES:
             raise ValidationFailed([f"(document): larger than {MAX_DOCUMENT_BYTES} bytes"])
         return data
@@ -59,6 +59,7 @@ def read_document(source: str | bytes | os.PathLike[str] | Mapping[str, Any]) ->
         raise ValidationFailed([f"(document): nested deeper than {MAX_NESTING_DEPTH} levels"]) from None
     if not isinstance(data, dict):
         raise ValidationFailed([f"(document): must be a JSON object, got {_json_type(data)}"])
+    _check_structure(data)
     return data
 
 
@@ -78,7 +79,7 @@ def validate(
     problems: list[str] = []
     code = ErrorCode.VALIDATION_ERROR
     version = data.get("version")
-    if isinstance(version, str) and (match := _MAJOR_VERSION.match(version)) and match[1] != "1":
+    if isinstance(version, str) and (match := _MAJOR_VERSION.fullmatch(version)) and match[1] != "1":
         raise ValidationFailed(
             [f"version: major version {match[1]} is not supported by this worker (only 1.x), got {version!r}"],
             ErrorCode.UNSUPPORTED_VERSION,
@@ -111,7 +112,7 @@ def _check_payload(
     payload = data.get("payload")
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
         return [], ErrorCode.VALIDATION_ERROR
-    match = PAYLOAD_TYPE.match(payload["type"])
+    match = PAYLOAD_TYPE.fullmatch(payload["type"])
     if not match or match["operation"] != operation:
         return [], ErrorCode.VALIDATION_ERROR
     model = versions.get(int(match["version"]))
@@ -157,7 +158,7 @@ _PLAIN_SEGMENT = re.compile(r"^[A-Za-z0-9_$/-]+$")
 
 def join_path(parts: tuple[int | str, ...]) -> str:
     """``execution.priority``, ``constraints.allowed_worker_pools.0``; odd keys JSON-quoted."""
-    return ".".join(str(p) if isinstance(p, int) or _PLAIN_SEGMENT.match(p) else json.dumps(p) for p in parts)
+    return ".".join(str(p) if isinstance(p, int) or _PLAIN_SEGMENT.fullmatch(p) else json.dumps(p) for p in parts)
 
 
 def _show(value: Any) -> str:
@@ -195,16 +196,32 @@ def _check_text_depth(text: str) -> None:
             depth -= 1
 
 
-def _check_depth(data: Any) -> None:
-    stack: list[tuple[Any, int]] = [(data, 1)]
+def _check_structure(data: Any) -> None:
+    """Refuse deep nesting and text that is not valid Unicode (lone surrogates, which JSON's
+    ``\\ud800`` escapes can smuggle in), naming where."""
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(data, ())]
     while stack:
-        value, depth = stack.pop()
-        if depth > MAX_NESTING_DEPTH:
+        value, path = stack.pop()
+        if len(path) >= MAX_NESTING_DEPTH:
             raise ValidationFailed([f"(document): nested deeper than {MAX_NESTING_DEPTH} levels"])
         if isinstance(value, dict):
-            stack.extend((child, depth + 1) for child in value.values())
+            for key, child in value.items():
+                if isinstance(key, str) and not _is_unicode(key):
+                    raise ValidationFailed([f"{join_path(path) or '(document)'}: a key is not valid Unicode "
+                                            "(lone surrogate)"])
+                stack.append((child, (*path, key)))
         elif isinstance(value, list):
-            stack.extend((child, depth + 1) for child in value)
+            stack.extend((child, (*path, index)) for index, child in enumerate(value))
+        elif isinstance(value, str) and not _is_unicode(value):
+            raise ValidationFailed([f"{join_path(path) or '(document)'}: not valid Unicode (lone surrogate)"])
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_file(path: Path) -> bytes:

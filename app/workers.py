@@ -71,7 +71,7 @@ def build_advert(settings: Settings, registry: HandlerRegistry, worker_id: str, 
 
 
 def semver_key(version: str) -> tuple[int, int, int]:
-    match = SEMVER.match(version)
+    match = SEMVER.fullmatch(version)
     return (int(match[1]), int(match[2]), int(match[3])) if match else (0, 0, 0)
 
 

@@ -31,7 +31,7 @@ class ImageRef(Open):
     @field_validator("checksum")
     @classmethod
     def _checksum(cls, value: str | None) -> str | None:
-        if value is not None and not _CHECKSUM.match(value):
+        if value is not None and not _CHECKSUM.fullmatch(value):
             raise ValueError('must be "sha256:" followed by 64 lowercase hex digits')
         return value
 

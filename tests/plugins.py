@@ -111,3 +111,42 @@ class BoomHandler(Handler):
 
 TEST_HANDLERS = ",".join(f"tests.plugins:{name}" for name in
                          ("SleepHandler", "FlakyHandler", "CrashHandler", "BoomHandler"))
+
+
+# --- added for the reliability suite (tests/chaos.py, tests/test_chaos.py, tests/test_poison.py) ---
+class CountPayloadV1(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    #: file appended with one line ``<job_id> <attempt> <pid>`` per execution (one O_APPEND write)
+    runs_file: str
+    seconds: float = 0.0
+    #: fail recoverably on the first attempt (the retry path), then succeed
+    fail_first: bool = False
+    #: fail unrecoverably every time
+    fail: bool = False
+
+
+class CountHandler(Handler):
+    """Counts its executions (with their attempt numbers), sleeps, and can fail on purpose."""
+
+    operation = "test.count"
+    payload_models = {1: CountPayloadV1}
+
+    def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:
+        assert isinstance(payload, CountPayloadV1)
+        line = f"{ctx.job_id} {ctx.attempt} {os.getpid()}\n".encode()
+        fd = os.open(payload.runs_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        end = time.monotonic() + payload.seconds
+        while time.monotonic() < end:
+            time.sleep(0.01)
+        if payload.fail:
+            raise JobError(ErrorCode.EXECUTION_ERROR, "test.count asked to fail", recoverable=False)
+        if payload.fail_first and ctx.attempt == 1:
+            raise JobError(ErrorCode.EXECUTION_ERROR, "test.count fails its first attempt", recoverable=True)
+        return HandlerResult(data={"attempt": ctx.attempt, "pid": os.getpid()})
+
+
+TEST_HANDLERS += ",tests.plugins:CountHandler"

@@ -179,7 +179,7 @@ def test_browser_finds_every_job_on_the_tasks_page(cluster: Cluster, tmp_path: P
 
 
 def test_flower_binds_loopback_by_default(tmp_path: Path) -> None:
-    """``celery -A app flower`` with no --address, from the checkout: flowerconfig.py keeps it on loopback."""
+    """``celery -A app flower`` with no --address: loading the app keeps it on loopback."""
     service = ServiceProcess("flower-default", ["flower", "--port=0"], tmp_path / "flower.log",
                              r"Visit me at http://[^:]*:(\d+)").start()
     try:

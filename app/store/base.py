@@ -25,6 +25,10 @@ class KeyClaim:
 class JobStore(ABC):
     """Every method is atomic across processes (and, for shared stores, across hosts)."""
 
+    #: exceptions that mean "the store cannot be reached right now" (try again later), as
+    #: opposed to a bug or a refused change
+    unavailable: tuple[type[BaseException], ...] = ()
+
     @abstractmethod
     def create(self, status: JobStatus) -> bool:
         """Record a new job; False (and nothing written) when the job_id already exists."""

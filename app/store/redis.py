@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from app.states import JobState, JobStatus
 from app.store.base import JobStore, KeyClaim
@@ -29,12 +31,18 @@ _FREE_AGAIN = (JobState.FAILED, JobState.TIMEOUT, JobState.CANCELLED)
 
 
 class RedisJobStore(JobStore):
+    unavailable = (redis.ConnectionError, redis.TimeoutError)
+
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         self.url = url
         self.prefix = parse_qs(parts.query).get("prefix", ["guestkit"])[0]
-        self.client = redis.Redis.from_url(urlunsplit(parts._replace(query="")), socket_timeout=10,
-                                           socket_connect_timeout=5, health_check_interval=30)
+        # a blip (a Redis restart) is ridden out by a few quick retries; a real outage surfaces
+        # within seconds as one of ``unavailable``, which callers turn into "try again later"
+        self.client = redis.Redis.from_url(
+            urlunsplit(parts._replace(query="")), socket_timeout=10, socket_connect_timeout=2,
+            health_check_interval=30, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 5),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError])
 
     def __reduce__(self):
         return (RedisJobStore, (self.url,))

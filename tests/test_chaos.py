@@ -1,0 +1,133 @@
+"""The chaos test's short version (``python -m tests.chaos --quick``): 100 jobs of mixed operations
+through the API and the file drop while worker processes are SIGKILLed and restarted, the broker is
+restarted once and the bridge is SIGKILLed once; every invariant must hold. Each broker gets a private
+server of its own (never the shared ones), so this runs in the default suite, not per ``--broker``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+SERVER = {"redis": "redis-server", "rabbitmq": "rabbitmq-server"}
+#: BUG-6: on Redis a message is lost when the worker that BRPOPed it dies before kombu records it as
+#: unacked, and a job whose submitter died between the store and the publish stays queued for ever;
+#: both show up here as "still queued" (nothing lost on RabbitMQ or the embedded broker). Not strict:
+#: the window is small, so most runs pass.
+BUG_6 = pytest.mark.xfail(strict=False, reason="BUG-6: Redis broker can lose a job under SIGKILL (see report)")
+
+
+def _available(broker: str) -> None:
+    binary = SERVER.get(broker)
+    if binary and not shutil.which(binary, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
+        if os.environ.get("CI") or os.environ.get("GUESTKIT_REQUIRE_BROKERS") == "1":
+            pytest.fail(f"{binary} is needed for the chaos test on {broker}")
+        pytest.skip(f"{binary} is not installed")
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("broker", ["embedded", "rabbitmq", pytest.param("redis", marks=BUG_6)])
+def test_chaos_quick(broker: str, tmp_path: Path) -> None:
+    _available(broker)
+    report_path = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUESTKIT_", "CELERY_"))}
+    done = subprocess.run([sys.executable, "-m", "tests.chaos", "--broker", broker, "--quick",
+                           "--duration-limit", "300", "--stall-seconds", "60", "--json", str(report_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    print(done.stdout[-6000:])
+    assert report_path.exists(), f"no report:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    report = json.loads(report_path.read_text())
+    failed = {name: v["examples"] for name, v in report["invariants"].items() if not v["ok"]}
+    assert not failed, failed
+    assert done.returncode == 0
+    assert report["jobs"] == 100
+    assert sum(report["final_states"].values()) == 100
+    assert sum(report["kills"].values()) >= 2, report["kills"]
+    assert report["bridge_restarts"] == 1
+    assert report["submitted"].get("dropped", 0) > 0
+
+
+# --- deterministic versions of what chaos can hit by chance ------------------------------------
+@pytest.mark.broker
+@pytest.mark.timeout(120)
+def test_duplicate_delivery_of_a_running_job_does_not_run_it_twice(start_worker, pool_name: str,
+                                                                   tmp_path: Path) -> None:
+    """A second delivery while the first still runs (a Redis visibility timeout, a republish) must wait
+    for the run lease, not be taken for a dead worker (it was: BUG-10, found here, fixed by the run lease)."""
+    from app import api
+    from app.validation import validate
+    from tests.conftest import SESSION_DIR, make_job, routed, wait_for
+
+    scratch = SESSION_DIR / "dup" / tmp_path.name
+    scratch.mkdir(parents=True)
+    runs = scratch / "runs"
+    start_worker(concurrency=2, env={"GUESTKIT_POOLS": pool_name})
+    doc = routed(make_job("test.count", {"runs_file": str(runs), "seconds": 3}, max_attempts=3), pool_name)
+    handle = api.submit(doc)
+    wait_for(runs.exists, 30, "the job to start")
+    api.publish(validate(doc))  # the broker hands the same message out again while it runs
+    result = handle.result(timeout=60)
+    time.sleep(4)
+    executions = runs.read_text().split("\n")
+    assert result["status"] == "completed"
+    assert len([line for line in executions if line]) == 1, executions
+
+
+DIE_BEFORE_PUBLISH = """
+import os, sys
+from pathlib import Path
+import app.api
+from app.bridge import Bridge, BridgeConfig
+
+def die(job):  # the bridge process dies after the job is stored as queued, before the broker has it
+    os._exit(137)
+
+app.api.publish = die
+bridge = Bridge(BridgeConfig(jobs_dir=Path(sys.argv[1]), settle=0.0))
+while True:
+    bridge.tick()
+"""
+
+
+@pytest.mark.broker
+@pytest.mark.timeout(120)
+def test_bridge_dying_between_store_and_broker_loses_nothing(request: pytest.FixtureRequest, start_worker,
+                                                             pool_name: str, tmp_path: Path) -> None:
+    from tests.conftest import CELERY, make_job, routed, wait_for
+
+    if request.config.getoption("--broker") == "rabbitmq":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "BUG-6b: on RabbitMQ a bridge that died after storing a job as queued and before publishing it "
+            "leaves the job queued for ever: the adopting bridge cannot look into the broker and does not "
+            "republish (the embedded broker and Redis are looked into)")))
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    doc = routed(make_job(), pool_name)
+    (jobs / ".a.tmp").write_text(json.dumps(doc))
+    os.rename(jobs / ".a.tmp", jobs / "a.json")
+    died = subprocess.run([sys.executable, "-c", DIE_BEFORE_PUBLISH, str(jobs)], cwd=ROOT, timeout=60,
+                          capture_output=True, text=True)
+    assert died.returncode == 137, died.stderr[-2000:]
+    from app import api
+
+    assert api.status(doc["job_id"]).state.value == "queued"
+    start_worker(concurrency=1, env={"GUESTKIT_POOLS": pool_name})
+    log = tmp_path / "bridge.log"
+    with open(log, "wb") as handle:
+        bridge = subprocess.Popen([CELERY, "-A", "app", "bridge", "--jobs-dir", str(jobs), "--interval", "0.05"],
+                                  cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: (jobs / "done" / "a.json").exists() or (jobs / "failed" / "a.json").exists(), 40,
+                 "the adopted file to be finished")
+        assert (jobs / "done" / "a.json").exists(), log.read_text()[-2000:]
+    finally:
+        os.killpg(bridge.pid, 9)
+        bridge.wait(10)
