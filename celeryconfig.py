@@ -59,6 +59,9 @@ guestkit_capability_wait = float(_env("GUESTKIT_CAPABILITY_WAIT", "60"))
 #: seconds a running job's lease lasts without refresh on a shared (Redis) store; a duplicate
 #: delivery of a job whose runner is alive waits for it instead of running the job twice
 guestkit_run_lease = float(_env("GUESTKIT_RUN_LEASE", "30"))
+#: seconds a job may stay queued before a worker publishes it again, in case the broker lost its
+#: message (a duplicate never runs twice); jobs waiting in a long backlog just get a second message
+guestkit_requeue_after = float(_env("GUESTKIT_REQUEUE_AFTER", "600"))
 #: seconds between retries of a recoverable failure: base * 2 ** (attempt - 1)
 guestkit_retry_backoff = float(_env("GUESTKIT_RETRY_BACKOFF", "1.0"))
 

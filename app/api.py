@@ -111,6 +111,7 @@ def submit(source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[s
         if not claim.won_by(job.job_id) and claim.holder_state is not JobState.COMPLETED:
             _fail_duplicate(job, claim.holder)
             return handle
+    store.put_document(job.job_id, job.to_dict())
     store.update(job.job_id, lambda s: s.advance(JobState.QUEUED))
     if not any(not unmet_constraints(job, advert) for advert in store.workers()):
         store.mark_unmatched(job.job_id, job.to_dict())  # the heartbeats fail it if none turns up

@@ -3,17 +3,24 @@
 - publishes this worker's advertisement (contract section 7) to the job store, lapsing after
   three missed beats, so ``celery -A app workers`` and submitters see who can run what;
 - fails ``CAPABILITY_MISMATCH`` the queued jobs that no live worker could run when they were
-  submitted and that still find none after ``guestkit_capability_wait`` seconds.
+  submitted and that still find none after ``guestkit_capability_wait`` seconds;
+- on one worker at a time, publishes again the jobs that have been queued for longer than
+  ``guestkit_requeue_after`` seconds: a broker can lose a message (kombu's Redis transport, when
+  a worker dies between taking a message and recording it as unacknowledged). A duplicate never
+  runs a job twice (the run lease), so this errs on the side of sending.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from time import monotonic
 from typing import Any
 
 from celery import bootsteps
 from celery.worker import state as worker_state
 
+from app.api import publish
 from app.errors import ErrorCode, JobError
 from app.protocol import JobDocument
 from app.results import ErrorInfo, failure_result
@@ -21,6 +28,7 @@ from app.states import InvalidTransition, JobState, utc_now
 from app.workers import build_advert, unmet_constraints
 
 logger = logging.getLogger(__name__)
+REQUEUE_LEASE = "__requeue__"
 
 
 class Heartbeat(bootsteps.StartStopStep):
@@ -29,6 +37,8 @@ class Heartbeat(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.timer_entry = None
+        self.next_requeue_check = 0.0
+        self.requeued_at: dict[str, float] = {}
 
     def start(self, consumer: Any) -> None:
         from app.celery import registry
@@ -59,6 +69,9 @@ class Heartbeat(bootsteps.StartStopStep):
             store = self.backend.store
             store.put_worker(self._advert().model_dump(mode="json"), ttl=3 * self.settings.heartbeat_interval)
             self.sweep_unmatched()
+            if monotonic() >= self.next_requeue_check:
+                self.next_requeue_check = monotonic() + self.settings.requeue_after / 4
+                self.requeue_stale()
         except Exception:  # noqa: BLE001 - a failed beat must not stop the worker; the next one retries
             logger.warning("heartbeat failed", exc_info=True)
 
@@ -83,6 +96,26 @@ class Heartbeat(bootsteps.StartStopStep):
             if (now - queued_at).total_seconds() < self.settings.capability_wait:
                 continue
             self._fail_unmatched(job, reasons)
+
+    def requeue_stale(self) -> None:
+        store = self.backend.store
+        owner = f"{self.consumer.hostname}/{os.getpid()}"
+        ttl = self.settings.requeue_after
+        if not store.acquire_run(REQUEUE_LEASE, owner, ttl=ttl):
+            return  # another worker does it
+        store.refresh_run(REQUEUE_LEASE, owner, ttl)
+        now, clock = utc_now(), monotonic()
+        for status in store.list(JobState.QUEUED):
+            queued_at = status.history[-1].at if status.history else status.created_at
+            if (now - queued_at).total_seconds() < ttl or clock - self.requeued_at.get(status.job_id, -ttl) < ttl:
+                continue
+            document = store.document(status.job_id)
+            if document is None:
+                continue
+            publish(JobDocument.from_json_object(document, timeout_ceiling=self.settings.timeout_ceiling))
+            self.requeued_at[status.job_id] = clock
+            logger.warning("[%s] queued for %.0f s: published again in case the broker lost its message",
+                           status.job_id, (now - queued_at).total_seconds())
 
     def _fail_unmatched(self, job: JobDocument, reasons: dict[str, list[str]]) -> None:
         store = self.backend.store

@@ -31,6 +31,7 @@ class Settings(BaseModel):
     heartbeat_interval: float
     capability_wait: float
     run_lease: float
+    requeue_after: float
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> Settings:

@@ -336,6 +336,9 @@ class Chaos:
             "GUESTKIT_VISIBILITY_TIMEOUT": str(self.args.visibility_timeout),
             # a killed run's lease must lapse before its redelivery may run it again: keep that short
             "GUESTKIT_RUN_LEASE": str(self.args.run_lease),
+            # a job whose message the broker lost (kombu's Redis transport can, when a worker dies
+            # between BRPOP and its unacked bookkeeping) is published again after this long
+            "GUESTKIT_REQUEUE_AFTER": "15",
         }
 
     def setup(self) -> None:

@@ -18,11 +18,6 @@ import pytest
 from tests.conftest import ROOT
 
 SERVER = {"redis": "redis-server", "rabbitmq": "rabbitmq-server"}
-#: BUG-6: on Redis a message is lost when the worker that BRPOPed it dies before kombu records it as
-#: unacked, and a job whose submitter died between the store and the publish stays queued for ever;
-#: both show up here as "still queued" (nothing lost on RabbitMQ or the embedded broker). Not strict:
-#: the window is small, so most runs pass.
-BUG_6 = pytest.mark.xfail(strict=False, reason="BUG-6: Redis broker can lose a job under SIGKILL (see report)")
 
 
 def _available(broker: str) -> None:
@@ -34,7 +29,7 @@ def _available(broker: str) -> None:
 
 
 @pytest.mark.timeout(420)
-@pytest.mark.parametrize("broker", ["embedded", "rabbitmq", pytest.param("redis", marks=BUG_6)])
+@pytest.mark.parametrize("broker", ["embedded", "rabbitmq", "redis"])
 def test_chaos_quick(broker: str, tmp_path: Path) -> None:
     _available(broker)
     report_path = tmp_path / "report.json"
@@ -103,11 +98,6 @@ def test_bridge_dying_between_store_and_broker_loses_nothing(request: pytest.Fix
                                                              pool_name: str, tmp_path: Path) -> None:
     from tests.conftest import CELERY, make_job, routed, wait_for
 
-    if request.config.getoption("--broker") == "rabbitmq":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG-6b: on RabbitMQ a bridge that died after storing a job as queued and before publishing it "
-            "leaves the job queued for ever: the adopting bridge cannot look into the broker and does not "
-            "republish (the embedded broker and Redis are looked into)")))
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     doc = routed(make_job(), pool_name)

@@ -398,3 +398,18 @@ def test_duplicate_delivery_of_a_running_job_neither_reruns_nor_fails_it(shared_
     assert len(runs(tmp)) == 1
     assert [h.state for h in handle.status().history] == [JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING,
                                                           JobState.COMPLETED]
+
+
+def test_job_whose_message_was_lost_is_published_again(start_worker, pool_name: str, tmp: Path) -> None:
+    """Recorded queued, but its message never reached (or was lost by) the broker."""
+    from app.states import JobStatus
+    from app.store import open_store
+
+    doc = routed(sleep_job(tmp, 0), pool_name)
+    store = open_store(os.environ["GUESTKIT_STORE_URL"])
+    store.create(JobStatus(job_id=doc["job_id"], operation="test.sleep").advance(JobState.QUEUED))
+    store.put_document(doc["job_id"], doc)
+    start_worker(env={"GUESTKIT_POOLS": pool_name, "GUESTKIT_REQUEUE_AFTER": "1"})
+    result = api.JobHandle(doc["job_id"]).result(timeout=30)
+    assert result["status"] == "completed"
+    assert len(runs(tmp)) == 1

@@ -65,6 +65,13 @@ class JobStore(ABC):
     def job_ids(self) -> Iterator[str]: ...
 
     @abstractmethod
+    def put_document(self, job_id: str, document: dict[str, Any]) -> None:
+        """Keep the job's document, so that a job whose message a broker lost can be sent again."""
+
+    @abstractmethod
+    def document(self, job_id: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
     def acquire_run(self, job_id: str, owner: str, ttl: float) -> bool:
         """Take the job's run lease: only its holder may move the job on from assigned or
         running. False while another live process holds it. The lease ends when released, when

@@ -8,6 +8,7 @@ Layout under the root:
     progress/<job_id>.jsonl   progress events, one appended line each
     keys/<sha256(key)>.json   idempotency claim: {"key", "job_id"}, changed under keys/<…>.lock
     cancel/<job_id>           exists once a cancel was requested
+    documents/<job_id>.json   the job document as submitted
     workers/<worker_id>.json  advertisement with an "expires" time
     unmatched/<job_id>        jobs waiting for a worker that can run them
 """
@@ -38,8 +39,10 @@ class FileJobStore(JobStore):
         self.cancels = self.root / "cancel"
         self.adverts = self.root / "workers"
         self.waiting = self.root / "unmatched"
+        self.documents = self.root / "documents"
         self._runs: dict[str, int] = {}
-        for folder in (self.jobs, self.events, self.keys, self.cancels, self.adverts, self.waiting):
+        for folder in (self.jobs, self.events, self.keys, self.cancels, self.adverts, self.waiting,
+                       self.documents):
             folder.mkdir(parents=True, exist_ok=True)
 
     def __reduce__(self):
@@ -122,6 +125,15 @@ class FileJobStore(JobStore):
         for entry in os.scandir(self.jobs):
             if entry.name.endswith(".json"):
                 yield entry.name[: -len(".json")]
+
+    def put_document(self, job_id: str, document: dict[str, Any]) -> None:
+        write_atomic(self.documents / f"{job_id}.json", json.dumps(document).encode())
+
+    def document(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.documents / f"{job_id}.json").read_bytes())
+        except FileNotFoundError:
+            return None
 
     def acquire_run(self, job_id: str, owner: str, ttl: float) -> bool:
         if job_id in self._runs:

@@ -8,6 +8,7 @@ Keys (under the prefix):
                         watches the holder's status, so a claim is atomic across hosts
     cancel:<job_id>     exists once a cancel was requested
     run:<job_id>        run lease: owner, expiring unless refreshed
+    doc:<job_id>        the job document as submitted
     worker:<worker_id>  advertisement, expiring with its heartbeat
     unmatched           hash job_id → document of jobs waiting for a worker that can run them
 """
@@ -137,6 +138,13 @@ class RedisJobStore(JobStore):
     _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
     _REFRESH = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
                 "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0")
+
+    def put_document(self, job_id: str, document: dict[str, Any]) -> None:
+        self.client.set(self._k("doc", job_id), json.dumps(document))
+
+    def document(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.client.get(self._k("doc", job_id))
+        return None if raw is None else json.loads(raw)
 
     def acquire_run(self, job_id: str, owner: str, ttl: float) -> bool:
         key = self._k("run", job_id)
