@@ -29,7 +29,7 @@ from app.interrupts import CancelRequested, cancel_watch, kill_children
 from app.protocol import JobDocument
 from app.results import ErrorInfo, Metrics, ResultDocument, failure_result, replayed_result, success_result
 from app.settings import Settings
-from app.states import JobState, JobStatus, utc_now
+from app.states import InvalidTransition, JobState, JobStatus, utc_now
 from app.validation import validate
 from app.workers import WorkerAdvert, build_advert, unmet_constraints
 
@@ -106,12 +106,21 @@ class JobTask(Task):
         try:
             if status.state is JobState.QUEUED:
                 self._check_constraints(job, status)
-                status = store.update(job_id, lambda s: s.advance(JobState.ASSIGNED, worker_id=self._worker_id))
             self._precheck(job)
             replay = self._settle_key(job)
         except JobError as exc:
             return self._fail(job_id, exc, phase="validation", status=status)
-        status = store.update(job_id, lambda s: s.advance(JobState.RUNNING, worker_id=self._worker_id))
+        worker = self._worker_id
+
+        def start(current: JobStatus) -> JobStatus:  # queued → assigned → running in one write
+            if current.state is JobState.QUEUED:
+                current = current.advance(JobState.ASSIGNED, worker_id=worker)
+            return current.advance(JobState.RUNNING, worker_id=worker)
+
+        try:
+            status = store.update(job_id, start)
+        except InvalidTransition:
+            raise Ignore() from None  # it ended meanwhile (cancelled while queued)
         if replay is not None:
             self.results.save_final(replay)
             return replay

@@ -77,7 +77,7 @@ class JobHandle:
                 raise TimeoutError(f"job {self.job_id} has not ended after {timeout} s "
                                    f"(state: {current.state if current else 'unknown'})")
             time.sleep(pause)
-            pause = min(pause * 1.5, 0.1)
+            pause = min(pause * 1.5, 0.01)
 
     def cancel(self) -> JobStatus:
         return cancel(self.job_id)
@@ -104,16 +104,15 @@ def submit(source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[s
     fresh = JobStatus(job_id=job.job_id, operation=job.operation, attempt=job.execution.attempt,
                       max_attempts=job.execution.max_attempts, idempotency_key=job.idempotency_key,
                       cancellable=job.execution.cancellable)
-    if not store.create(fresh):
+    if not store.create(fresh.advance(JobState.QUEUED)):
         return handle
+    store.put_document(job.job_id, job.to_dict())
     if job.idempotency_key is not None:
         claim = store.claim_key(job.idempotency_key, job.job_id)
         if not claim.won_by(job.job_id) and claim.holder_state is not JobState.COMPLETED:
             _fail_duplicate(job, claim.holder)
             return handle
-    store.put_document(job.job_id, job.to_dict())
-    store.update(job.job_id, lambda s: s.advance(JobState.QUEUED))
-    if not any(not unmet_constraints(job, advert) for advert in store.workers()):
+    if not any(not unmet_constraints(job, advert) for advert in _live_workers(store)):
         store.mark_unmatched(job.job_id, job.to_dict())  # the heartbeats fail it if none turns up
     try:
         publish(job)
@@ -129,6 +128,18 @@ def submit(source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[s
     if wait:
         handle.result(timeout)
     return handle
+
+
+_WORKERS_CACHE_SECONDS = 1.0
+_workers_seen: tuple[float, list[dict[str, Any]]] = (float("-inf"), [])
+
+
+def _live_workers(store: Any) -> list[dict[str, Any]]:
+    """The live workers' adverts, read at most once a second per process (submit is hot)."""
+    global _workers_seen
+    if time.monotonic() - _workers_seen[0] > _WORKERS_CACHE_SECONDS:
+        _workers_seen = (time.monotonic(), store.workers())
+    return _workers_seen[1]
 
 
 def publish(job: JobDocument) -> None:

@@ -36,6 +36,8 @@ ENV = {
     # above a worker's start-up time: tests that submit before starting their worker rely on it
     "GUESTKIT_CAPABILITY_WAIT": "10",
     "GUESTKIT_RUN_LEASE": "3",
+    # any worker of the session may hold the (single) requeue duty: keep its delay short everywhere
+    "GUESTKIT_REQUEUE_AFTER": "3",
     "GUESTKIT_POOLS": f"default-{SESSION_TAG}",
 }
 os.environ.update(ENV)

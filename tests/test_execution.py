@@ -409,7 +409,7 @@ def test_job_whose_message_was_lost_is_published_again(start_worker, pool_name: 
     store = open_store(os.environ["GUESTKIT_STORE_URL"])
     store.create(JobStatus(job_id=doc["job_id"], operation="test.sleep").advance(JobState.QUEUED))
     store.put_document(doc["job_id"], doc)
-    start_worker(env={"GUESTKIT_POOLS": pool_name, "GUESTKIT_REQUEUE_AFTER": "1"})
+    start_worker(env={"GUESTKIT_POOLS": pool_name})
     result = api.JobHandle(doc["job_id"]).result(timeout=30)
     assert result["status"] == "completed"
     assert len(runs(tmp)) == 1

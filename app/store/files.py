@@ -2,7 +2,8 @@
 
 Layout under the root:
     jobs/<job_id>.json        status (written by rename, never half a file)
-    jobs/<job_id>.lock        flock'ed around every read-modify-write of that status
+    locks/<n>                 one of LOCK_STRIPES files flock'ed around every read-modify-write of
+                              the statuses (and key claims) that hash to it
     jobs/<job_id>.run         flock'ed by the process running the job (its run lease): the kernel
                               releases it when that process dies, kill -9 included
     progress/<job_id>.jsonl   progress events, one appended line each
@@ -19,7 +20,9 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +31,9 @@ from typing import Any
 from app.atomic import write_atomic
 from app.states import JobState, JobStatus
 from app.store.base import JobStore, KeyClaim
+
+#: lock files shared by all jobs (a job's lock is the stripe its id hashes to)
+LOCK_STRIPES = 64
 
 
 class FileJobStore(JobStore):
@@ -41,6 +47,10 @@ class FileJobStore(JobStore):
         self.waiting = self.root / "unmatched"
         self.documents = self.root / "documents"
         self._runs: dict[str, int] = {}
+        self._lock_fds: dict[int, int] = {}
+        self._lock_pid = os.getpid()
+        self._thread_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        (self.root / "locks").mkdir(parents=True, exist_ok=True)
         for folder in (self.jobs, self.events, self.keys, self.cancels, self.adverts, self.waiting,
                        self.documents):
             folder.mkdir(parents=True, exist_ok=True)
@@ -52,19 +62,26 @@ class FileJobStore(JobStore):
         return f"FileJobStore({str(self.root)!r})"
 
     @contextmanager
-    def _locked(self, lock_path: Path) -> Iterator[None]:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+    def _locked(self, name: str) -> Iterator[None]:
+        """Exclusive across processes (flock) and threads for everything hashing like ``name``."""
+        stripe = zlib.crc32(name.encode()) % LOCK_STRIPES
+        fd = self._lock_fds.get(stripe)
+        if fd is None or self._lock_pid != os.getpid():  # a forked child opens its own
+            if self._lock_pid != os.getpid():
+                self._lock_fds, self._lock_pid = {}, os.getpid()
+            fd = self._lock_fds[stripe] = os.open(self.root / "locks" / str(stripe), os.O_RDWR | os.O_CREAT, 0o644)
+        with self._thread_locks[stripe]:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _status_path(self, job_id: str) -> Path:
         return self.jobs / f"{job_id}.json"
 
     def create(self, status: JobStatus) -> bool:
-        with self._locked(self.jobs / f"{status.job_id}.lock"):
+        with self._locked(status.job_id):
             path = self._status_path(status.job_id)
             if path.exists():
                 return False
@@ -79,7 +96,7 @@ class FileJobStore(JobStore):
         return JobStatus.model_validate_json(raw)
 
     def update(self, job_id: str, change: Callable[[JobStatus], JobStatus]) -> JobStatus:
-        with self._locked(self.jobs / f"{job_id}.lock"):
+        with self._locked(job_id):
             current = self.get(job_id)
             if current is None:
                 raise KeyError(f"job {job_id} is not in the store")
@@ -90,7 +107,7 @@ class FileJobStore(JobStore):
     def claim_key(self, key: str, job_id: str) -> KeyClaim:
         name = hashlib.sha256(key.encode()).hexdigest()
         path = self.keys / f"{name}.json"
-        with self._locked(self.keys / f"{name}.lock"):
+        with self._locked(f"key:{name}"):
             holder = json.loads(path.read_bytes())["job_id"] if path.exists() else None
             holder_status = self.get(holder) if holder else None
             free = holder is None or holder_status is None or holder_status.state in (

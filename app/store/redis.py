@@ -9,7 +9,7 @@ Keys (under the prefix):
     cancel:<job_id>     exists once a cancel was requested
     run:<job_id>        run lease: owner, expiring unless refreshed
     doc:<job_id>        the job document as submitted
-    worker:<worker_id>  advertisement, expiring with its heartbeat
+    workers             hash worker_id → {"expires", "advert"}; lapsed entries are dropped on read
     unmatched           hash job_id → document of jobs waiting for a worker that can run them
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -159,12 +160,18 @@ class RedisJobStore(JobStore):
         self.client.eval(self._RELEASE, 1, self._k("run", job_id), owner)
 
     def put_worker(self, advert: dict[str, Any], ttl: float) -> None:
-        self.client.set(self._k("worker", advert["worker_id"]), json.dumps(advert), px=max(1, int(ttl * 1000)))
+        record = json.dumps({"expires": time.time() + ttl, "advert": advert})
+        self.client.hset(self._k("workers"), advert["worker_id"], record)
 
     def workers(self) -> list[dict[str, Any]]:
-        keys = list(self.client.scan_iter(match=self._k("worker", "*"), count=1000))
-        adverts = [json.loads(raw) for raw in self.client.mget(keys) if raw is not None] if keys else []
-        return sorted(adverts, key=lambda advert: advert["worker_id"])
+        now = time.time()
+        live, lapsed = [], []
+        for worker_id, raw in self.client.hgetall(self._k("workers")).items():
+            record = json.loads(raw)
+            (live if record["expires"] > now else lapsed).append((worker_id, record["advert"]))
+        if lapsed:
+            self.client.hdel(self._k("workers"), *(worker_id for worker_id, _ in lapsed))
+        return sorted((advert for _, advert in live), key=lambda advert: advert["worker_id"])
 
     def mark_unmatched(self, job_id: str, document: dict[str, Any] | None) -> None:
         if document is not None:
