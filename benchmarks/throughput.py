@@ -1,0 +1,94 @@
+"""Throughput: N ``system.echo`` jobs through the Python API until every result JSON exists, against
+N no-op tasks of plain Celery with a result backend, same broker, prefork pool and concurrency.
+
+    .venv/bin/python -m benchmarks.throughput --broker embedded|redis|rabbitmq|all [--quick] [-n N]
+
+Plain Celery's result backend: Redis for Redis, ``rpc://`` for RabbitMQ, ``file://`` (with kombu's plain
+``filesystem://`` transport) for the embedded broker. Each side gets a fresh worker; plain runs first.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+from benchmarks.common import echo_job, fan_out, header, make_setup, parser, table
+
+WARMUP = 50
+
+
+def run_plain(setup, n: int, matched: bool) -> dict[str, float]:
+    worker = setup.plain_worker(matched=matched)
+    app = setup.plain_app(matched=matched)
+    try:
+        setup.wait_plain([app.send_task("bench.noop", task_id=f"plain-{setup.tag}-w{i}") for i in range(WARMUP)])
+        t0 = time.perf_counter()
+        results = [app.send_task("bench.noop", task_id=f"plain-{setup.tag}-{time.time_ns()}-{i}") for i in range(n)]
+        sent = time.perf_counter()
+        setup.wait_plain(results)
+        end = time.perf_counter()
+    finally:
+        app.close()
+        worker.stop()
+    return {"submit_s": sent - t0, "total_s": end - t0, "rate": n / (end - t0)}
+
+
+def run_platform(setup, api, n: int, round_: int, app_module: str = "app") -> dict[str, float]:
+    worker = setup.platform_worker("platform", app_module=app_module)
+    try:
+        tag = f"{setup.tag}-{app_module.rpartition('.')[2]}"
+        warm = [api.submit(echo_job(tag, f"r{round_}w{i}")) for i in range(WARMUP)]
+        setup.wait_files([setup.results_dir / f"{h.job_id}-result.json" for h in warm], 60)
+        docs = [echo_job(tag, f"r{round_}-{i}") for i in range(n)]
+        t0 = time.perf_counter()
+        handles = [api.submit(doc) for doc in docs]
+        sent = time.perf_counter()
+        end = setup.wait_files([setup.results_dir / f"{h.job_id}-result.json" for h in handles], 600)
+    finally:
+        worker.stop()
+    sample = handles[:: max(1, n // 50)]
+    failed = [h.job_id for h in sample if api.JobHandle(h.job_id).result(5)["status"] != "completed"]
+    if failed:
+        raise SystemExit(f"platform jobs did not complete: {failed[:5]}")
+    return {"submit_s": sent - t0, "total_s": end - t0, "rate": n / (end - t0)}
+
+
+def main(argv: list[str]) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("-n", type=int, help="jobs per side (default 5,000; --quick 300)")
+    p.add_argument("--rounds", type=int, default=1, help="alternate plain/platform this many times (median)")
+    args = p.parse_args(argv)
+    code = fan_out("benchmarks.throughput", args, argv)
+    if code is not None:
+        return code
+    n = args.n or (300 if args.quick else 5000)
+    setup = make_setup(args.broker, args.concurrency, args.keep)
+    matched = not args.plain_defaults
+    try:
+        header("throughput", setup, f"{n} jobs per side | plain Celery with "
+               f"{'the platform delivery settings (acks_late, prefetch 1)' if matched else 'Celery defaults'}")
+        api = setup.platform_api()
+        plain_runs, platform_runs = [], []
+        for round_ in range(args.rounds):
+            plain_runs.append(run_plain(setup, n, matched))
+            platform_runs.append(run_platform(setup, api, n, round_))
+        rows = []
+        for i, (pl, pf) in enumerate(zip(plain_runs, platform_runs, strict=True)):
+            rows.append([f"round {i + 1} plain Celery", n, pl["submit_s"], pl["total_s"], pl["rate"], ""])
+            rows.append([f"round {i + 1} platform", n, pf["submit_s"], pf["total_s"], pf["rate"],
+                         f"{pf['rate'] / pl['rate']:.2f}"])
+        table(rows, ["side", "jobs", "submit s", "total s", "jobs/s", "platform/plain"])
+        ratio = statistics.median(pf["rate"] for pf in platform_runs) / statistics.median(
+            pl["rate"] for pl in plain_runs)
+        verdict = "MET" if ratio >= 0.75 else "NOT MET"
+        print(f"RESULT throughput {setup.broker}: platform {statistics.median(r['rate'] for r in platform_runs):.0f}"
+              f"/s, plain {statistics.median(r['rate'] for r in plain_runs):.0f}/s, ratio {ratio:.2f} "
+              f"(target >= 0.75: {verdict})", flush=True)
+    finally:
+        setup.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
