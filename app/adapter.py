@@ -300,8 +300,19 @@ class JobTask(Task):
         return doc.to_dict()
 
     def _send_progress_event(self, type_: str, **fields: Any) -> None:
-        if self.app.conf.worker_send_task_events:
-            self.send_event(type_, **fields)
+        """A ``task-progress`` event for Flower, through one dispatcher per worker process
+        (``Task.send_event`` builds a dispatcher, and takes a connection, for every event)."""
+        if not self.app.conf.worker_send_task_events:
+            return
+        try:
+            self._events.send(type_, uuid=self.request.id, retry=False, **fields)
+        except Exception:  # noqa: BLE001 - a lost progress event must not fail the job; the store has it
+            logger.debug("[%s] progress event not sent", self.request.id, exc_info=True)
+            self.__dict__.pop("_events", None)  # a fresh connection next time
+
+    @cached_property
+    def _events(self) -> Any:
+        return self.app.events.Dispatcher(self.app.connection_for_write(), hostname=self._worker_id, enabled=True)
 
 
 def _int(value: Any, default: int) -> int:
