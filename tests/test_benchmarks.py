@@ -1,0 +1,21 @@
+"""The benchmark scripts keep working (tiny counts; no timing is asserted here: the figures are
+for benchmarks/README.md, measured by the scripts themselves)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize("script", [["throughput", "-n", "30"], ["latency", "-n", "5"]])
+def test_benchmark_script_runs_both_sides_and_prints_the_ratio(script: list[str]) -> None:
+    out = subprocess.run([sys.executable, "-m", f"benchmarks.{script[0]}", "--broker", "embedded", *script[1:]],
+                         cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    result = [line for line in out.stdout.splitlines() if line.startswith("RESULT")]
+    assert result, out.stdout[-2000:]
+    assert "platform" in result[0] and "plain" in result[0] and "ratio" in result[0]
