@@ -14,7 +14,6 @@ import os
 import platform as _platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from tests.brokers import reachable
 
 ROOT = Path(__file__).resolve().parent.parent
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -36,13 +36,6 @@ RABBITMQ_URL = os.environ.get("BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.
 POLL = os.environ.get("GUESTKIT_BROKER_POLL", "0.01")
 
 
-def reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 # --- arguments and the per-broker fan-out -----------------------------------------------------------

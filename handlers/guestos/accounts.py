@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.guestos.common import MAX_INCLUDED_FILES, content_lines
+from handlers.guestos.common import content_lines, read_included
 from handlers.tree import GuestTree, read_text
 
 NOLOGIN_SHELLS = frozenset({
@@ -56,10 +56,7 @@ def sudoers_files(tree: GuestTree, path: str, seen: set[str] | None = None) -> l
     """(path, text) of sudoers and everything it includes (``@include``/``#include`` and dirs),
     each file once and at most ``MAX_INCLUDED_FILES`` of them (a hostile guest may loop)."""
     seen = set() if seen is None else seen
-    if path in seen or len(seen) >= MAX_INCLUDED_FILES:
-        return []
-    seen.add(path)
-    text = read_text(tree, path)
+    text = read_included(tree, path, seen)
     if text is None:
         return []
     found = [(path, text)]

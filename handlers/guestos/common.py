@@ -33,6 +33,15 @@ class Setting:
         return {"file": self.file, "line": self.line, "text": self.text}
 
 
+def read_included(tree: GuestTree, path: str, seen: set[str]) -> str | None:
+    """Text of a file reached through an include chain: None if it is absent, was read already,
+    or ``MAX_INCLUDED_FILES`` were (a hostile guest may loop its includes)."""
+    if path in seen or len(seen) >= MAX_INCLUDED_FILES:
+        return None
+    seen.add(path)
+    return read_text(tree, path)
+
+
 def content_lines(text: str, comments: str = "#") -> Iterator[tuple[int, str, str]]:
     """Yield ``(line_number, stripped_line, raw_line)`` for lines that are neither blank nor comments."""
     for number, raw in enumerate(text.splitlines(), start=1):

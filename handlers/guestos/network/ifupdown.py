@@ -7,9 +7,9 @@ import posixpath
 import re
 from typing import Any
 
-from handlers.guestos.common import MAX_INCLUDED_FILES, content_lines
+from handlers.guestos.common import content_lines, read_included
 from handlers.guestos.network.iface import interface, with_prefix
-from handlers.tree import GuestTree, read_text
+from handlers.tree import GuestTree
 
 INTERFACES = "/etc/network/interfaces"
 _VALID_SOURCE_DIR_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")  # run-parts names used by source-directory
@@ -25,10 +25,7 @@ def _expand(tree: GuestTree, pattern: str, base: str) -> list[str]:
 
 def _stanzas(tree: GuestTree, path: str, seen: set[str]) -> list[tuple[str, list[str], dict[str, str]]]:
     """(file, iface words, options) for each ``iface`` stanza, following ``source`` directives."""
-    if path in seen or len(seen) >= MAX_INCLUDED_FILES:
-        return []
-    seen.add(path)
-    text = read_text(tree, path)
+    text = read_included(tree, path, seen)
     if text is None:
         return []
     stanzas: list[tuple[str, list[str], dict[str, str]]] = []

@@ -6,8 +6,8 @@ import fnmatch
 import posixpath
 from typing import Any
 
-from handlers.guestos.common import MAX_INCLUDED_FILES, Setting, exists, parse_settings
-from handlers.tree import GuestTree, read_text
+from handlers.guestos.common import Setting, exists, parse_settings, read_included
+from handlers.tree import GuestTree
 
 SSHD_CONFIG = "/etc/ssh/sshd_config"
 DEFAULTS = {"permitrootlogin": "prohibit-password", "passwordauthentication": "yes",
@@ -25,10 +25,7 @@ def sshd_directives(tree: GuestTree, path: str = SSHD_CONFIG, seen: set[str] | N
     """Global directives (before the first ``Match``) in the order sshd reads them, includes inlined
     (each file once, at most ``MAX_INCLUDED_FILES``)."""
     seen = set() if seen is None else seen
-    if path in seen or len(seen) >= MAX_INCLUDED_FILES:
-        return []
-    seen.add(path)
-    text = read_text(tree, path)
+    text = read_included(tree, path, seen)
     if text is None:
         return []
     directives: list[Setting] = []
