@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.brokers import reachable
+from tests.processes import CELERY, ROOT, WorkerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
-CELERY = str(Path(sys.executable).with_name("celery"))
 BROKER_NAMES = ("embedded", "redis", "rabbitmq")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -282,35 +281,14 @@ def _amqp_cleanup(queues: list[str]) -> None:
 
 
 # --- worker processes --------------------------------------------------------------------------------
-class Worker:
-    def __init__(self, name: str, log: Path, env: dict[str, str], args: list[str]) -> None:
-        self.name, self.log, self.env, self.args = name, log, env, args
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.stopped = False
+class Worker(WorkerProcess):
+    """A worker process that also reports its memory, and knows whether it was stopped on purpose."""
 
-    def start(self, timeout: float = 60.0) -> Worker:
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        with open(self.log, "ab") as handle:
-            self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=handle,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while b" ready." not in self.log.read_bytes()[offset:]:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited:\n{self.log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"worker {self.name} not ready after {timeout} s:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        return self
+    stopped = False
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def children(self) -> list[int]:
-        import psutil
-
-        return [c.pid for c in psutil.Process(self.pid).children(recursive=True)]
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        self.stopped = True
+        return super().stop(sig, timeout)
 
     def rss(self) -> dict[str, float]:
         """Resident memory in MiB: the main process and each child."""
@@ -324,17 +302,6 @@ class Worker:
             except psutil.NoSuchProcess:
                 pass
         return out
-
-    def stop(self, timeout: float = 20.0) -> None:
-        self.stopped = True
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
 
 
 # --- jobs ----------------------------------------------------------------------------------------------
