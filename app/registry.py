@@ -38,9 +38,3 @@ class HandlerRegistry:
     @property
     def features(self) -> list[str]:
         return sorted({f for h in self.handlers.values() for f in h.features})
-
-    def __contains__(self, operation: str) -> bool:
-        return operation in self.handlers
-
-    def __getitem__(self, operation: str) -> type[Handler]:
-        return self.handlers[operation]
