@@ -15,6 +15,7 @@ from app import shutdown
 from app.adapter import JobTask
 from app.heartbeat import Heartbeat
 from app.registry import HandlerRegistry
+from app.timer_heap import TimerHeapCompactor
 
 MAX_PRIORITY = 10
 
@@ -34,6 +35,8 @@ for _operation, _handler in registry.handlers.items():
     app.register_task(type(f"{_handler.__name__}Task", (JobTask,),
                            {"name": _operation, "handler_class": _handler, "__module__": __name__})())
 app.steps["consumer"].add(Heartbeat)
+# finished jobs' time-limit timers would stay in the event loop's heap for their whole timeout
+app.steps["consumer"].add(TimerHeapCompactor)
 
 from app.bridge_step import BridgeStep  # noqa: E402 - the file-drop bridge runs on the worker's timer
 

@@ -37,13 +37,20 @@ def run_plain(setup, n: int, warm: int, matched: bool) -> dict[str, dict[str, fl
     return marks
 
 
-def run_platform(setup, api, n: int, warm: int) -> dict[str, dict[str, float]]:
+def _job(setup, i: int, timeout: int | None) -> dict:
+    doc = echo_job(setup.tag, f"m{i}")
+    if timeout is not None:
+        doc["execution"]["timeout_seconds"] = timeout
+    return doc
+
+
+def run_platform(setup, api, n: int, warm: int, timeout: int | None = None) -> dict[str, dict[str, float]]:
     worker = setup.platform_worker()
     marks = {"idle": _settle(worker)}
     try:
         done = 0
         for mark, upto in (("warm", warm), ("end", n)):
-            handles = [api.submit(echo_job(setup.tag, f"m{i}")) for i in range(done, upto)]
+            handles = [api.submit(_job(setup, i, timeout)) for i in range(done, upto)]
             setup.wait_files([setup.results_dir / f"{h.job_id}-result.json" for h in handles], 1800)
             done = upto
             marks[mark] = _settle(worker)
@@ -56,6 +63,7 @@ def main(argv: list[str]) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("-n", type=int, help="jobs (default 10,000; --quick 1,000)")
     p.add_argument("--bound", type=float, default=3.0, help="MiB a process may grow after the warm-up")
+    p.add_argument("--job-timeout", type=int, help="the platform jobs' timeout_seconds (default: the seed's 60)")
     args = p.parse_args(argv)
     code = fan_out("benchmarks.memory", args, argv)
     if code is not None:
@@ -67,7 +75,8 @@ def main(argv: list[str]) -> int:
     try:
         header("memory (RSS, MiB)", setup, f"{n} jobs, warm-up mark at {warm}")
         api = setup.platform_api()
-        sides = {"plain Celery": run_plain(setup, n, warm, matched), "platform": run_platform(setup, api, n, warm)}
+        sides = {"plain Celery": run_plain(setup, n, warm, matched),
+                 "platform": run_platform(setup, api, n, warm, args.job_timeout)}
         rows, worst = [], {}
         for side, marks in sides.items():
             for proc in marks["idle"]:
