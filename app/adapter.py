@@ -30,6 +30,7 @@ from app.protocol import JobDocument
 from app.results import ErrorInfo, Metrics, ResultDocument, failure_result, replayed_result, success_result
 from app.settings import Settings
 from app.states import InvalidTransition, JobState, JobStatus, utc_now
+from app.store import RunView
 from app.validation import validate
 from app.workers import WorkerAdvert, build_advert, unmet_constraints
 
@@ -61,9 +62,13 @@ class JobTask(Task):
         assert isinstance(backend, GuestkitBackend), "result_backend must be guestkit://"
         return backend
 
-    def run(self, document: dict[str, Any]) -> dict[str, Any]:
+    def run(self, document: dict[str, Any]) -> dict[str, str]:
+        """Run the job; return where its result document is (the task's return value is logged,
+        pickled to the worker's main process and put into the task-succeeded event: a whole
+        result document would cost each of them on every job)."""
         try:
-            return self._run(document)
+            doc = self._run(document)
+            return {"status": doc["status"], "result_file": str(self.settings.result_path(doc["job_id"]))}
         except self.results.store.unavailable as exc:
             # nothing can be recorded now: keep the job, and look at it again once the store is back
             logger.warning("[%s] job store unavailable (%s): trying again in %s s", self.request.id, exc,
@@ -81,32 +86,32 @@ class JobTask(Task):
             return self._fail(job_id, exc, phase="validation")
         if job.job_id != job_id:
             raise Ignore()  # not published by us: task id and job_id always agree
-        status = self._ensure_known(job_id, document)
-        if status.terminal:
-            raise Ignore()  # a redelivery of a job that already ended: nothing to do
-        owner = f"{self._worker_id}/{os.getpid()}"
-        if not store.acquire_run(job_id, owner, ttl=self.settings.run_lease):
+        owner = self._run_owner
+        # the run lease, the status, the cancel flag and the progress count, read at once
+        view = store.open_run(job_id, owner, ttl=self.settings.run_lease)
+        if not view.leased:
             # another live process runs this very job (a duplicate delivery, e.g. after a Redis
             # visibility timeout): keep the message, and look again once that run may be over
             self._later(max(1.0, self.settings.run_lease / 2))
         try:
-            return self._run_leased(job, store.get(job_id), owner)  # type: ignore[arg-type]
+            status = view.status or self._ensure_known(job_id, document)
+            if status.terminal:
+                raise Ignore()  # a redelivery of a job that already ended: nothing to do
+            return self._run_leased(job, status, view)
         finally:
             store.release_run(job_id, owner)
 
-    def _run_leased(self, job: JobDocument, status: JobStatus, owner: str) -> dict[str, Any]:
-        """Everything after the run lease is ours: nobody else moves this job on meanwhile."""
+    def _run_leased(self, job: JobDocument, status: JobStatus, view: RunView) -> dict[str, Any]:
+        """Everything after the run lease is ours: nobody else moves this job on once it runs."""
         store = self.results.store
         job_id = job.job_id
-        if status.terminal:
-            raise Ignore()
         status = self._recover_interrupted(job, status)
         if status.terminal:
             raise Ignore()
         try:
             if status.state is JobState.QUEUED:
                 self._check_constraints(job, status)
-            self._precheck(job)
+            self._precheck(job, view.cancel_requested)
             replay = self._settle_key(job)
         except JobError as exc:
             return self._fail(job_id, exc, phase="validation", status=status)
@@ -118,18 +123,23 @@ class JobTask(Task):
             return current.advance(JobState.RUNNING, worker_id=worker)
 
         try:
-            status = store.update(job_id, start)
+            status = store.update(job_id, start, expected=status)
         except InvalidTransition:
             raise Ignore() from None  # it ended meanwhile (cancelled while queued)
         if replay is not None:
-            self.results.save_final(replay)
+            self.results.save_final(replay, current=status)
             return replay
-        return self._execute(job, status, owner)
+        return self._execute(job, status, view)
 
     # --- steps ------------------------------------------------------------------------------
     @property
     def _worker_id(self) -> str:
         return self.request.hostname or self.settings.worker_id
+
+    @property
+    def _run_owner(self) -> str:
+        """Who holds a run lease: this worker process."""
+        return f"{self._worker_id}/{os.getpid()}"
 
     def _ensure_known(self, job_id: str, document: dict[str, Any]) -> JobStatus:
         """The job's status, created as queued if it was published without our API."""
@@ -163,13 +173,13 @@ class JobTask(Task):
             status = store.update(job.job_id, lambda s: s.retry(reason="worker lost"))
         return status
 
-    def _precheck(self, job: JobDocument) -> None:
+    def _precheck(self, job: JobDocument, cancel_requested: bool) -> None:
         now = utc_now()
         if job.execution.deadline is not None and now > job.execution.deadline:
             raise JobError(ErrorCode.DEADLINE_EXCEEDED,
                            f"the job was not started before its deadline {job.execution.deadline.isoformat()}",
                            details={"deadline": job.execution.deadline.isoformat(), "now": now.isoformat()})
-        if self.results.store.cancel_requested(job.job_id):
+        if cancel_requested:
             raise JobError(ErrorCode.CANCELLED, "the job was cancelled before it started")
 
     @cached_property
@@ -209,17 +219,18 @@ class JobTask(Task):
                        f"job {claim.holder} with the same idempotency key {key!r} is still in progress",
                        details={"holder": claim.holder, "idempotency_key": key}, recoverable=True)
 
-    def _execute(self, job: JobDocument, status: JobStatus, owner: str) -> dict[str, Any]:
+    def _execute(self, job: JobDocument, status: JobStatus, view: RunView) -> dict[str, Any]:
         handler = self.handler_class()
         model = self.handler_class.payload_models[job.payload.version]
         ctx = JobContext(job, status.attempt, self.results.store, allowed_dirs=self.settings.allowed_dirs,
-                         work_root=self.settings.work_dir, send_event=self._send_progress_event)
+                         work_root=self.settings.work_dir, send_event=self._send_progress_event,
+                         progress_count=view.progress_count)
         started = status.started_at or utc_now()
         before = _usage()
         phase = "execution"
         try:
             payload = model.model_validate(job.payload.data)
-            with cancel_watch(self._watcher(ctx, owner)):
+            with cancel_watch(self._watcher(ctx, self._run_owner)):
                 outcome = handler.execute(ctx, payload)
         except SoftTimeLimitExceeded:
             kill_children()
@@ -243,9 +254,11 @@ class JobTask(Task):
                 primary=outcome.primary, artifacts=outcome.artifacts, metrics=metrics,
                 observability=job.observability_dict,
             )
-            self.results.save_final(doc)
+            # the last progress events, the terminal state and the end of the run lease in one write
+            self.results.save_final(doc, current=status, run_owner=self._run_owner, progress=ctx.take_progress())
             ctx.cleanup()
             return doc.to_dict()
+        ctx.flush_progress(announce=False)
         ctx.cleanup()
         if error.recoverable and error.code is not ErrorCode.TIMEOUT and status.attempt < job.execution.max_attempts:
             self._retry(job, status, error)
@@ -253,13 +266,14 @@ class JobTask(Task):
                           metrics=_metrics(before), job=job)
 
     def _watcher(self, ctx: JobContext, owner: str) -> Callable[[], bool]:
-        """Called every quarter second while the handler runs: keeps the run lease fresh and
-        says whether the job was cancelled."""
+        """Called every quarter second while the handler runs: writes progress events that wait,
+        keeps the run lease fresh and says whether the job was cancelled."""
         store, lease = self.results.store, self.settings.run_lease
         refreshed = monotonic()
 
         def tick() -> bool:
             nonlocal refreshed
+            ctx.write_due_progress(wait=False)
             if monotonic() - refreshed > lease / 3:
                 try:
                     store.refresh_run(ctx.job_id, owner, lease)
@@ -271,7 +285,8 @@ class JobTask(Task):
         return tick
 
     def _retry(self, job: JobDocument, status: JobStatus, error: JobError) -> None:
-        self.results.store.update(job.job_id, lambda s: s.retry(reason=f"{error.code}: {error.message}"))
+        self.results.store.update(job.job_id, lambda s: s.retry(reason=f"{error.code}: {error.message}"),
+                                  expected=status)
         self._later(self.settings.retry_backoff * 2 ** (status.attempt - 1), error)
 
     def _later(self, countdown: float, exc: BaseException | None = None) -> NoReturn:
@@ -294,16 +309,16 @@ class JobTask(Task):
             idempotency_key=status.idempotency_key if status else None, metrics=metrics,
             observability=job.observability_dict if job else {},
         )
-        self.results.save_final(doc)
+        self.results.save_final(doc, current=status)
         if raise_:
             raise JobFailed(doc.to_dict())
         return doc.to_dict()
 
     def _send_progress_event(self, type_: str, **fields: Any) -> None:
         """A ``task-progress`` event for Flower, through one dispatcher per worker process
-        (``Task.send_event`` builds a dispatcher, and takes a connection, for every event)."""
-        if not self.app.conf.worker_send_task_events:
-            return
+        (``Task.send_event`` builds a dispatcher, and takes a connection, for every event). Sent
+        whether or not the worker sends task events (as ``Task.send_event`` does): a worker process
+        cannot know whether Flower turned them on; at most one per ``PROGRESS_WRITE_INTERVAL``."""
         try:
             self._events.send(type_, uuid=self.request.id, retry=False, **fields)
         except Exception:  # noqa: BLE001 - a lost progress event must not fail the job; the store has it

@@ -11,6 +11,7 @@ Celery states: completed → SUCCESS; failed and timeout → FAILURE; cancelled 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,21 +54,35 @@ class GuestkitBackend(KeyValueStoreBackend):
         return super().__reduce__(args, dict(kwargs or {}, url=self.url))
 
     # --- final results --------------------------------------------------------------------
-    def save_final(self, result: ResultDocument | dict[str, Any]) -> JobStatus:
+    def save_final(self, result: ResultDocument | dict[str, Any], *, current: JobStatus | None = None,
+                   run_owner: str | None = None, progress: Sequence[dict[str, Any]] = ()) -> JobStatus:
         """Write the result file, then move the job to its terminal state.
 
         In that order: a worker that dies in between leaves a running job whose result exists,
-        which the next delivery completes; the reverse order could lose the result.
+        which the next delivery completes; the reverse order could lose the result. ``current``
+        is the caller's running status when it holds the job's run lease: nobody else moves a
+        running job on, so it need not be read again. ``run_owner``: the lease holder, whose
+        lease ends with this write (and its last ``progress`` events with it).
         """
         doc = result.to_dict() if isinstance(result, ResultDocument) else result
         job_id = doc["job_id"]
         state = JobState(doc["status"])
-        current = self.store.get(job_id)
+        if current is None or current.state is not JobState.RUNNING:
+            current = self.store.get(job_id)
         if current is not None and current.terminal:
             return current  # terminal states never change, whoever writes
         write_atomic(self.settings.result_path(job_id), json.dumps(doc, indent=2).encode())
-        return self.store.update(job_id, lambda s: s.model_copy(update={"error": doc.get("error")})
-                                 .advance(state, reason=(doc.get("error") or {}).get("code")))
+
+        def finish(stored: JobStatus) -> JobStatus:
+            if stored.terminal:
+                return stored  # ended meanwhile by someone else: that end stands
+            return stored.model_copy(update={"error": doc.get("error")}).advance(
+                state, reason=(doc.get("error") or {}).get("code"))
+
+        if run_owner is not None:
+            return self.store.end_run(job_id, run_owner, finish, expected=current, progress=progress)
+        self.store.append_progress(job_id, *progress)
+        return self.store.update(job_id, finish, expected=current)
 
     def read_result(self, job_id: str) -> dict[str, Any] | None:
         try:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 from app.paths import resolve_allowed
@@ -15,6 +17,8 @@ from app.states import utc_now
 from app.store import JobStore
 
 logger = logging.getLogger("guestkit.job")
+#: progress events reported closer together than this are written (and sent to Flower) together
+PROGRESS_WRITE_INTERVAL = 0.1
 
 
 class JobLogger(logging.LoggerAdapter):
@@ -27,7 +31,7 @@ class JobLogger(logging.LoggerAdapter):
 class JobContext:
     def __init__(
         self, job: JobDocument, attempt: int, store: JobStore, *, allowed_dirs: list[Path],
-        work_root: Path, send_event: Callable[..., Any] | None = None,
+        work_root: Path, send_event: Callable[..., Any] | None = None, progress_count: int | None = None,
     ) -> None:
         self.job = job
         self.job_id = job.job_id
@@ -38,7 +42,10 @@ class JobContext:
         self.logger = JobLogger(logger, {"job_id": job.job_id})
         self._work_root = work_root
         self._send_event = send_event
-        self._sequence = len(store.progress(job.job_id))
+        self._sequence = len(store.progress(job.job_id)) if progress_count is None else progress_count
+        self._pending: list[dict[str, Any]] = []
+        self._pending_lock = threading.Lock()
+        self._written_at = monotonic()
 
     @cached_property
     def work_dir(self) -> Path:
@@ -58,13 +65,45 @@ class JobContext:
             observability=self.job.observability_dict,
         ).model_dump(mode="json")
         self._sequence += 1
-        try:
-            self.store.append_progress(self.job_id, event)
-        except self.store.unavailable as exc:  # progress is best effort while the store is away
-            self.logger.warning("progress event %d not stored: %s", event["sequence"], exc)
-        if self._send_event is not None:
-            self._send_event("task-progress", progress=event)
+        with self._pending_lock:
+            self._pending.append(event)
+        self.write_due_progress()
         self.logger.info("%s - %s (%d%%)", phase, message, event["progress_percent"])
+
+    def write_due_progress(self, *, wait: bool = True) -> None:
+        """Write the pending events if the last write is ``PROGRESS_WRITE_INTERVAL`` old: on each
+        report, and from the cancel watcher while the handler runs (there with ``wait=False``: a
+        signal handler gives up at once if the code it interrupted is writing them)."""
+        if monotonic() - self._written_at >= PROGRESS_WRITE_INTERVAL:
+            self.flush_progress(wait=wait)
+
+    def flush_progress(self, *, wait: bool = True, announce: bool = True) -> None:
+        """Write the events reported since the last write, in one store write, and (``announce``)
+        send the latest to Flower (not when the job ends: its end is announced)."""
+        if not self._pending_lock.acquire(blocking=wait):
+            return
+        try:
+            events, self._pending = self._pending, []
+            if not events:
+                return
+            self._written_at = monotonic()
+            try:
+                self.store.append_progress(self.job_id, *events)
+            except self.store.unavailable as exc:  # kept, and written with the next ones
+                self._pending[:0] = events
+                self.logger.warning("progress events %d-%d not stored yet: %s", events[0]["sequence"],
+                                    events[-1]["sequence"], exc)
+                return
+        finally:
+            self._pending_lock.release()
+        if announce and self._send_event is not None:
+            self._send_event("task-progress", progress=events[-1])
+
+    def take_progress(self) -> list[dict[str, Any]]:
+        """The events not written yet, for the caller to write (with the job's end)."""
+        with self._pending_lock:
+            events, self._pending = self._pending, []
+        return events
 
     def cancel_requested(self) -> bool:
         try:

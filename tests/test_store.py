@@ -53,11 +53,55 @@ def test_update_applies_the_state_machine_and_refuses_atomically(store: JobStore
         store.update("job-missing-x", lambda s: s)
 
 
+def test_create_keeps_the_document_with_the_status(store: JobStore) -> None:
+    status = fresh()
+    document = {"job_id": status.job_id, "payload": {"data": {"n": 1}}}
+    assert store.create(status, document) is True
+    assert store.document(status.job_id) == document
+    assert store.create(status, {"other": True}) is False  # nothing written for an existing job
+    assert store.document(status.job_id) == document
+
+
+def test_update_from_an_expected_status_never_overwrites_a_newer_one(store: JobStore) -> None:
+    status = fresh()
+    store.create(status)
+    queued = store.update(status.job_id, lambda s: s.advance(JobState.QUEUED), expected=status)
+    assert store.get(status.job_id) == queued
+    # someone else moves the job on: a writer holding the older status must not undo that
+    store.update(status.job_id, lambda s: s.advance(JobState.CANCELLED))
+    with pytest.raises(InvalidTransition):  # applied to what is stored (cancelled), not to `queued`
+        store.update(status.job_id, lambda s: s.advance(JobState.ASSIGNED), expected=queued)
+    assert store.get(status.job_id).state is JobState.CANCELLED
+    with pytest.raises(KeyError):
+        store.update("job-missing-y", lambda s: s, expected=status)
+
+
+def test_a_run_opens_and_ends_with_its_lease_progress_and_state(store: JobStore, store_url: str) -> None:
+    status = fresh().advance(JobState.QUEUED)
+    store.create(status)
+    store.append_progress(status.job_id, {"sequence": 0})
+    store.request_cancel(status.job_id)
+    view = store.open_run(status.job_id, "owner-a", ttl=30)
+    assert (view.status, view.leased, view.cancel_requested, view.progress_count) == (status, True, True, 1)
+    other = open_store(store_url)
+    assert other.open_run(status.job_id, "owner-b", ttl=30).leased is False  # one holder at a time
+    running = store.update(status.job_id, lambda s: s.advance(JobState.ASSIGNED).advance(JobState.RUNNING),
+                           expected=view.status)
+    ended = store.end_run(status.job_id, "owner-a", lambda s: s.advance(JobState.COMPLETED), expected=running,
+                          progress=[{"sequence": 1}, {"sequence": 2}])
+    assert ended.state is JobState.COMPLETED and store.get(status.job_id) == ended
+    assert [e["sequence"] for e in store.progress(status.job_id)] == [0, 1, 2]
+    assert other.acquire_run(status.job_id, "owner-b", ttl=30) is True  # the lease ended with the run
+    assert store.open_run("job-never-created", "owner-a", ttl=30).status is None
+
+
 def test_progress_events_are_kept_in_order(store: JobStore) -> None:
     for i in range(5):
         store.append_progress("job-p-000001", {"sequence": i})
-    assert [e["sequence"] for e in store.progress("job-p-000001")] == [0, 1, 2, 3, 4]
-    assert store.latest_progress("job-p-000001") == {"sequence": 4}
+    store.append_progress("job-p-000001", {"sequence": 5}, {"sequence": 6})
+    store.append_progress("job-p-000001")
+    assert [e["sequence"] for e in store.progress("job-p-000001")] == [0, 1, 2, 3, 4, 5, 6]
+    assert store.latest_progress("job-p-000001") == {"sequence": 6}
     assert store.progress("job-p-nothing") == []
 
 

@@ -4,7 +4,7 @@ same interface for several hosts."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,18 @@ class KeyClaim:
         return self.holder == job_id
 
 
+@dataclass(frozen=True)
+class RunView:
+    """What a worker needs to know before it runs a job, read at once (``JobStore.open_run``)."""
+
+    status: JobStatus | None
+    #: the run lease was taken (or already held) by the caller
+    leased: bool
+    cancel_requested: bool
+    #: progress events stored so far (the next event's sequence number)
+    progress_count: int
+
+
 class JobStore(ABC):
     """Every method is atomic across processes (and, for shared stores, across hosts)."""
 
@@ -30,17 +42,22 @@ class JobStore(ABC):
     unavailable: tuple[type[BaseException], ...] = ()
 
     @abstractmethod
-    def create(self, status: JobStatus) -> bool:
-        """Record a new job; False (and nothing written) when the job_id already exists."""
+    def create(self, status: JobStatus, document: dict[str, Any] | None = None) -> bool:
+        """Record a new job, and its document when given; False (and nothing written) when the
+        job_id already exists."""
 
     @abstractmethod
     def get(self, job_id: str) -> JobStatus | None: ...
 
     @abstractmethod
-    def update(self, job_id: str, change: Callable[[JobStatus], JobStatus]) -> JobStatus:
-        """Apply ``change`` to the stored status under the job's lock and save the result.
+    def update(self, job_id: str, change: Callable[[JobStatus], JobStatus], *,
+               expected: JobStatus | None = None) -> JobStatus:
+        """Apply ``change`` to the stored status atomically and save the result.
 
-        ``change`` raises (``InvalidTransition``) to refuse; nothing is written then.
+        ``change`` raises (``InvalidTransition``) to refuse; nothing is written then. ``expected``
+        is the status the caller last read: a shared store may apply ``change`` to it and save
+        only if the stored status is still that one (one round trip instead of a read and a
+        transaction); whenever it is not, ``change`` is applied to what is stored.
         """
 
     @abstractmethod
@@ -49,7 +66,8 @@ class JobStore(ABC):
         cancelled; return the holder after the claim either way."""
 
     @abstractmethod
-    def append_progress(self, job_id: str, event: dict[str, Any]) -> None: ...
+    def append_progress(self, job_id: str, *events: dict[str, Any]) -> None:
+        """Add events to the job's stream, in order, in one write."""
 
     @abstractmethod
     def progress(self, job_id: str) -> list[dict[str, Any]]:
@@ -99,6 +117,24 @@ class JobStore(ABC):
     @abstractmethod
     def unmatched(self) -> dict[str, dict[str, Any]]:
         """job_id → document of every remembered job."""
+
+    def open_run(self, job_id: str, owner: str, ttl: float) -> RunView:
+        """Take the run lease for ``owner`` and read what the run needs; stores that can do it
+        in one round trip override this. The lease is taken first: what is read after it is what
+        its previous holder left."""
+        leased = self.acquire_run(job_id, owner, ttl)
+        return RunView(status=self.get(job_id), leased=leased, cancel_requested=self.cancel_requested(job_id),
+                       progress_count=len(self.progress(job_id)))
+
+    def end_run(self, job_id: str, owner: str, change: Callable[[JobStatus], JobStatus], *,
+                expected: JobStatus | None = None, progress: Sequence[dict[str, Any]] = ()) -> JobStatus:
+        """A run's last write: its remaining progress events, ``change`` (as ``update``) and the
+        release of its run lease; stores that can do it in one round trip override this."""
+        try:
+            self.append_progress(job_id, *progress)
+            return self.update(job_id, change, expected=expected)
+        finally:
+            self.release_run(job_id, owner)
 
     def list(self, state: JobState | None = None) -> list[JobStatus]:
         found = (self.get(job_id) for job_id in self.job_ids())

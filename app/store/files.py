@@ -30,7 +30,7 @@ from typing import Any
 
 from app.atomic import write_atomic
 from app.states import JobState, JobStatus
-from app.store.base import JobStore, KeyClaim
+from app.store.base import JobStore, KeyClaim, RunView
 
 #: lock files shared by all jobs (a job's lock is the stripe its id hashes to)
 LOCK_STRIPES = 64
@@ -80,11 +80,13 @@ class FileJobStore(JobStore):
     def _status_path(self, job_id: str) -> Path:
         return self.jobs / f"{job_id}.json"
 
-    def create(self, status: JobStatus) -> bool:
+    def create(self, status: JobStatus, document: dict[str, Any] | None = None) -> bool:
         with self._locked(status.job_id):
             path = self._status_path(status.job_id)
             if path.exists():
                 return False
+            if document is not None:  # first: a status on disk always has its document
+                self.put_document(status.job_id, document)
             write_atomic(path, status.model_dump_json().encode())
             return True
 
@@ -95,7 +97,9 @@ class FileJobStore(JobStore):
             return None
         return JobStatus.model_validate_json(raw)
 
-    def update(self, job_id: str, change: Callable[[JobStatus], JobStatus]) -> JobStatus:
+    def update(self, job_id: str, change: Callable[[JobStatus], JobStatus], *,
+               expected: JobStatus | None = None) -> JobStatus:
+        # the status is read under the lock anyway (a local read costs less than a stale write)
         with self._locked(job_id):
             current = self.get(job_id)
             if current is None:
@@ -117,11 +121,13 @@ class FileJobStore(JobStore):
                 return KeyClaim(job_id, None)
             return KeyClaim(holder, holder_status.state if holder_status else None)
 
-    def append_progress(self, job_id: str, event: dict[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":")).encode() + b"\n"
+    def append_progress(self, job_id: str, *events: dict[str, Any]) -> None:
+        if not events:
+            return
+        lines = b"".join(json.dumps(event, separators=(",", ":")).encode() + b"\n" for event in events)
         fd = os.open(self.events / f"{job_id}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)  # one write of one line with O_APPEND: never interleaved
+            os.write(fd, lines)  # one write of whole lines with O_APPEND: never interleaved
         finally:
             os.close(fd)
 
@@ -131,6 +137,15 @@ class FileJobStore(JobStore):
         except FileNotFoundError:
             return []
         return [json.loads(line) for line in lines if line.strip()]
+
+    def open_run(self, job_id: str, owner: str, ttl: float) -> RunView:
+        leased = self.acquire_run(job_id, owner, ttl)
+        try:
+            count = (self.events / f"{job_id}.jsonl").read_bytes().count(b"\n")
+        except FileNotFoundError:
+            count = 0
+        return RunView(status=self.get(job_id), leased=leased, cancel_requested=self.cancel_requested(job_id),
+                       progress_count=count)
 
     def request_cancel(self, job_id: str) -> None:
         (self.cancels / job_id).touch()

@@ -1,11 +1,12 @@
 """Job store on Redis, shared by every host: ``redis://host:port/db?prefix=guestkit``.
 
 Keys (under the prefix):
-    job:<job_id>        status JSON; changed only inside WATCH/MULTI transactions
+    job:<job_id>        status JSON; changed only atomically: a Lua compare-and-set on the
+                        status the writer read, or a WATCH/MULTI transaction
     jobs                set of every job_id
     progress:<job_id>   list of progress events (RPUSH)
-    key:<sha256(key)>   job_id holding an idempotency key; claimed in a transaction that also
-                        watches the holder's status, so a claim is atomic across hosts
+    key:<sha256(key)>   job_id holding an idempotency key; claimed by a Lua script that also
+                        reads the holder's status, so a claim is atomic across hosts
     cancel:<job_id>     exists once a cancel was requested
     run:<job_id>        run lease: owner, expiring unless refreshed
     doc:<job_id>        the job document as submitted
@@ -18,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -27,9 +28,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from app.states import JobState, JobStatus
-from app.store.base import JobStore, KeyClaim
-
-_FREE_AGAIN = (JobState.FAILED, JobState.TIMEOUT, JobState.CANCELLED)
+from app.store.base import JobStore, KeyClaim, RunView
 
 
 class RedisJobStore(JobStore):
@@ -45,6 +44,12 @@ class RedisJobStore(JobStore):
             urlunsplit(parts._replace(query="")), socket_timeout=10, socket_connect_timeout=2,
             health_check_interval=30, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 5),
             retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+        self._create = self.client.register_script(self._CREATE)
+        self._swap = self.client.register_script(self._SWAP)
+        self._claim = self.client.register_script(self._CLAIM)
+        self._refresh = self.client.register_script(self._REFRESH)
+        self._release = self.client.register_script(self._RELEASE)
+        self._leases: set[str] = set()  # run leases this process took and has not released
 
     def __reduce__(self):
         return (RedisJobStore, (self.url,))
@@ -55,18 +60,26 @@ class RedisJobStore(JobStore):
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
-    def create(self, status: JobStatus) -> bool:
-        created = self.client.set(self._k("job", status.job_id), status.model_dump_json(), nx=True)
-        if created:
-            self.client.sadd(self._k("jobs"), status.job_id)
+    def create(self, status: JobStatus, document: dict[str, Any] | None = None) -> bool:
+        created = self._create(keys=[self._k("job", status.job_id), self._k("jobs"), self._k("doc", status.job_id)],
+                               args=[status.model_dump_json(), status.job_id,
+                                     "" if document is None else json.dumps(document)])
         return bool(created)
 
     def get(self, job_id: str) -> JobStatus | None:
         raw = self.client.get(self._k("job", job_id))
         return None if raw is None else JobStatus.model_validate_json(raw)
 
-    def update(self, job_id: str, change: Callable[[JobStatus], JobStatus]) -> JobStatus:
+    def update(self, job_id: str, change: Callable[[JobStatus], JobStatus], *,
+               expected: JobStatus | None = None) -> JobStatus:
         key = self._k("job", job_id)
+        if expected is not None:
+            changed = change(expected)
+            swapped = self._swap(keys=[key], args=[_mark(expected), expected.state.value, changed.model_dump_json()])
+            if swapped == 1:
+                return changed
+            if swapped == -1:
+                raise KeyError(f"job {job_id} is not in the store")
         result: list[JobStatus] = []
 
         def apply(pipe: redis.client.Pipeline) -> None:
@@ -82,31 +95,14 @@ class RedisJobStore(JobStore):
         return result[0]
 
     def claim_key(self, key: str, job_id: str) -> KeyClaim:
-        key_name = self._k("key", hashlib.sha256(key.encode()).hexdigest())
-        while True:
-            with self.client.pipeline() as pipe:
-                try:
-                    pipe.watch(key_name)
-                    holder_raw = pipe.get(key_name)
-                    holder = holder_raw.decode() if holder_raw else None
-                    holder_status = None
-                    if holder:
-                        pipe.watch(self._k("job", holder))
-                        raw = pipe.get(self._k("job", holder))
-                        holder_status = JobStatus.model_validate_json(raw) if raw else None
-                    free = holder is None or holder_status is None or holder_status.state in _FREE_AGAIN
-                    if not free or holder == job_id:
-                        pipe.unwatch()
-                        return KeyClaim(holder, holder_status.state if holder_status else None)  # type: ignore[arg-type]
-                    pipe.multi()
-                    pipe.set(key_name, job_id)
-                    pipe.execute()
-                    return KeyClaim(job_id, None)
-                except redis.WatchError:
-                    continue
+        holder, state = self._claim(keys=[self._k("key", hashlib.sha256(key.encode()).hexdigest())],
+                                    args=[job_id, self._k("job", "")])
+        return KeyClaim(holder.decode(), JobState(state.decode()) if state else None)
 
-    def append_progress(self, job_id: str, event: dict[str, Any]) -> None:
-        self.client.rpush(self._k("progress", job_id), json.dumps(event, separators=(",", ":")))
+    def append_progress(self, job_id: str, *events: dict[str, Any]) -> None:
+        if events:
+            self.client.rpush(self._k("progress", job_id),
+                              *(_compact(event) for event in events))
 
     def progress(self, job_id: str) -> list[dict[str, Any]]:
         return [json.loads(item) for item in self.client.lrange(self._k("progress", job_id), 0, -1)]
@@ -136,6 +132,34 @@ class RedisJobStore(JobStore):
                         found.append(status)
         return found
 
+    # Lua scripts: each runs atomically on the server in one round trip. claim reads the holder's
+    # status key, which it cannot declare in KEYS: fine on one Redis server (not on a cluster).
+    _CREATE = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX') then
+  redis.call('sadd', KEYS[2], ARGV[2])
+  if ARGV[3] ~= '' then redis.call('set', KEYS[3], ARGV[3]) end
+  return 1
+end
+return 0"""
+    _SWAP = """
+local raw = redis.call('get', KEYS[1])
+if not raw then return -1 end
+local stored = cjson.decode(raw)
+if stored['updated_at'] ~= ARGV[1] or stored['state'] ~= ARGV[2] then return 0 end
+redis.call('set', KEYS[1], ARGV[3])
+return 1"""
+    _CLAIM = """
+local holder = redis.call('get', KEYS[1])
+if holder then
+  local raw = redis.call('get', ARGV[2] .. holder)
+  local state = ''
+  if raw then state = cjson.decode(raw)['state'] end
+  if holder == ARGV[1] or (raw and state ~= 'failed' and state ~= 'timeout' and state ~= 'cancelled') then
+    return {holder, state}
+  end
+end
+redis.call('set', KEYS[1], ARGV[1])
+return {ARGV[1], ''}"""
     _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
     _REFRESH = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
                 "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0")
@@ -147,17 +171,50 @@ class RedisJobStore(JobStore):
         raw = self.client.get(self._k("doc", job_id))
         return None if raw is None else json.loads(raw)
 
+    def open_run(self, job_id: str, owner: str, ttl: float) -> RunView:
+        with self.client.pipeline(transaction=False) as pipe:  # in this order, in one round trip
+            pipe.set(self._k("run", job_id), owner, nx=True, px=int(ttl * 1000))
+            pipe.get(self._k("run", job_id))
+            pipe.get(self._k("job", job_id))
+            pipe.exists(self._k("cancel", job_id))
+            pipe.llen(self._k("progress", job_id))
+            taken, holder, raw, cancelled, count = pipe.execute()
+        leased = bool(taken) or holder == owner.encode()
+        if leased:
+            self._leases.add(job_id)
+        return RunView(status=None if raw is None else JobStatus.model_validate_json(raw), leased=leased,
+                       cancel_requested=bool(cancelled), progress_count=int(count))
+
+    def end_run(self, job_id: str, owner: str, change: Callable[[JobStatus], JobStatus], *,
+                expected: JobStatus | None = None, progress: Sequence[dict[str, Any]] = ()) -> JobStatus:
+        if expected is None:
+            return super().end_run(job_id, owner, change, progress=progress)
+        changed = change(expected)
+        with self.client.pipeline(transaction=False) as pipe:  # in this order, in one round trip
+            if progress:
+                pipe.rpush(self._k("progress", job_id), *(_compact(event) for event in progress))
+            self._swap(keys=[self._k("job", job_id)], args=[_mark(expected), expected.state.value,
+                                                            changed.model_dump_json()], client=pipe)
+            self._release(keys=[self._k("run", job_id)], args=[owner], client=pipe)
+            swapped = pipe.execute()[-2]
+        self._leases.discard(job_id)
+        return changed if swapped == 1 else self.update(job_id, change)
+
     def acquire_run(self, job_id: str, owner: str, ttl: float) -> bool:
         key = self._k("run", job_id)
-        if self.client.set(key, owner, nx=True, px=int(ttl * 1000)):
+        if self.client.set(key, owner, nx=True, px=int(ttl * 1000)) or self.client.get(key) == owner.encode():
+            self._leases.add(job_id)
             return True
-        return self.client.get(key) == owner.encode()
+        return False
 
     def refresh_run(self, job_id: str, owner: str, ttl: float) -> None:
-        self.client.eval(self._REFRESH, 1, self._k("run", job_id), owner, int(ttl * 1000))
+        self._refresh(keys=[self._k("run", job_id)], args=[owner, int(ttl * 1000)])
 
     def release_run(self, job_id: str, owner: str) -> None:
-        self.client.eval(self._RELEASE, 1, self._k("run", job_id), owner)
+        if job_id not in self._leases:
+            return  # not taken by this process, or released already (end_run)
+        self._leases.discard(job_id)
+        self._release(keys=[self._k("run", job_id)], args=[owner])
 
     def put_worker(self, advert: dict[str, Any], ttl: float) -> None:
         record = json.dumps({"expires": time.time() + ttl, "advert": advert})
@@ -184,3 +241,12 @@ class RedisJobStore(JobStore):
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+
+def _compact(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"))
+
+
+def _mark(status: JobStatus) -> str:
+    """What identifies a stored status for a compare-and-set: its ``updated_at`` as stored."""
+    return status.model_dump(mode="json", include={"updated_at"})["updated_at"]
