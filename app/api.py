@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -23,6 +25,8 @@ from app.validation import validate
 from app.workers import unmet_constraints
 
 MAX_PRIORITY = 10
+#: how much of a job document Flower shows as the task's arguments (Celery's default length)
+ARGSREPR_CHARS = 1024
 
 
 class CancelRefused(Exception):
@@ -104,9 +108,8 @@ def submit(source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[s
     fresh = JobStatus(job_id=job.job_id, operation=job.operation, attempt=job.execution.attempt,
                       max_attempts=job.execution.max_attempts, idempotency_key=job.idempotency_key,
                       cancellable=job.execution.cancellable)
-    if not store.create(fresh.advance(JobState.QUEUED)):
+    if not store.create(fresh.advance(JobState.QUEUED), job.to_dict()):
         return handle
-    store.put_document(job.job_id, job.to_dict())
     if job.idempotency_key is not None:
         claim = store.claim_key(job.idempotency_key, job.job_id)
         if not claim.won_by(job.job_id) and claim.holder_state is not JobState.COMPLETED:
@@ -147,12 +150,21 @@ def publish(job: JobDocument) -> None:
     app, _ = _platform()
     pool = pool_for(job, app.conf.guestkit_pools[0])
     timeout = job.execution.timeout_seconds
+    document = job.to_dict()
     app.send_task(
-        job.operation, args=[job.to_dict()], task_id=job.job_id,
-        queue=Queue(pool, routing_key=pool, queue_arguments={"x-max-priority": MAX_PRIORITY}),
+        job.operation, args=[document], task_id=job.job_id, queue=_queue(pool),
+        # what Flower shows as the task's arguments; Celery's own saferepr of a whole job
+        # document costs more than the rest of the publish
+        argsrepr=f"[{json.dumps(document)[:ARGSREPR_CHARS]}]",
         priority=broker_priority(job.execution.priority, app.conf.broker_url),
         soft_time_limit=timeout, time_limit=timeout + app.conf.guestkit_timeout_grace,
     )
+
+
+@functools.cache
+def _queue(pool: str) -> Queue:
+    """One ``Queue`` per pool: kombu declares a queue once per object it has not seen."""
+    return Queue(pool, routing_key=pool, queue_arguments={"x-max-priority": MAX_PRIORITY})
 
 
 def broker_priority(priority: int, broker_url: str) -> int:

@@ -64,6 +64,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         # Flower follows the worker's events from now on (it shows nothing sent before it listened)
         wait_for(lambda: any(alive for name, alive in found.api("/api/workers?status=true").items()
                              if name.startswith(worker.name + "@")), 30, "Flower to receive the worker's events")
+        # the worker runs without -E (Celery's default): Flower turns its task events on (every 5 s)
+        wait_for(lambda: "Events of group {task} enabled by remote" in worker.text(), 30,
+                 "Flower to turn the worker's task events on")
         yield _run_jobs(found, pool)
     finally:
         if service is not None:
