@@ -62,13 +62,13 @@ class JobTask(Task):
         assert isinstance(backend, GuestkitBackend), "result_backend must be guestkit://"
         return backend
 
-    def run(self, document: dict[str, Any]) -> dict[str, str]:
-        """Run the job; return where its result document is (the task's return value is logged,
-        pickled to the worker's main process and put into the task-succeeded event: a whole
-        result document would cost each of them on every job)."""
+    def run(self, document: dict[str, Any]) -> str:
+        """Run the job; return its status and where its result document is, as one short string
+        (the task's return value is logged, pickled to the worker's main process and put into the
+        task-succeeded event: a whole result document would cost each of them on every job)."""
         try:
             doc = self._run(document)
-            return {"status": doc["status"], "result_file": str(self.settings.result_path(doc["job_id"]))}
+            return f"{doc['status']}: {self.settings.result_path(doc['job_id'])}"
         except self.results.store.unavailable as exc:
             # nothing can be recorded now: keep the job, and look at it again once the store is back
             logger.warning("[%s] job store unavailable (%s): trying again in %s s", self.request.id, exc,
@@ -88,7 +88,7 @@ class JobTask(Task):
             raise Ignore()  # not published by us: task id and job_id always agree
         owner = self._run_owner
         # the run lease, the status, the cancel flag and the progress count, read at once
-        view = store.open_run(job_id, owner, ttl=self.settings.run_lease)
+        view = store.open_run(job_id, owner, ttl=self.settings.run_lease, key=job.idempotency_key)
         if not view.leased:
             # another live process runs this very job (a duplicate delivery, e.g. after a Redis
             # visibility timeout): keep the message, and look again once that run may be over
@@ -112,7 +112,7 @@ class JobTask(Task):
             if status.state is JobState.QUEUED:
                 self._check_constraints(job, status)
             self._precheck(job, view.cancel_requested)
-            replay = self._settle_key(job)
+            replay = None if view.key_holder == job_id else self._settle_key(job)
         except JobError as exc:
             return self._fail(job_id, exc, phase="validation", status=status)
         worker = self._worker_id
@@ -204,7 +204,9 @@ class JobTask(Task):
                        f"{'; '.join(unmet)}", details={"unmet": unmet, "worker_id": self._worker_id})
 
     def _settle_key(self, job: JobDocument) -> dict[str, Any] | None:
-        """Hold the job's idempotency key; return the replayed result if an earlier job completed."""
+        """Hold the job's idempotency key; return the replayed result if an earlier job completed.
+        (Not called when the job holds its key already: a key changes hands only once its holder
+        ended, and a job that ended does not run again.)"""
         key = job.idempotency_key
         if key is None:
             return None

@@ -108,13 +108,13 @@ def submit(source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[s
     fresh = JobStatus(job_id=job.job_id, operation=job.operation, attempt=job.execution.attempt,
                       max_attempts=job.execution.max_attempts, idempotency_key=job.idempotency_key,
                       cancellable=job.execution.cancellable)
-    if not store.create(fresh.advance(JobState.QUEUED), job.to_dict()):
+    admission = store.admit(fresh.advance(JobState.QUEUED), job.to_dict())
+    if not admission.created:
         return handle
-    if job.idempotency_key is not None:
-        claim = store.claim_key(job.idempotency_key, job.job_id)
-        if not claim.won_by(job.job_id) and claim.holder_state is not JobState.COMPLETED:
-            _fail_duplicate(job, claim.holder)
-            return handle
+    claim = admission.claim
+    if claim is not None and not claim.won_by(job.job_id) and claim.holder_state is not JobState.COMPLETED:
+        _fail_duplicate(job, claim.holder)
+        return handle
     if not any(not unmet_constraints(job, advert) for advert in _live_workers(store)):
         store.mark_unmatched(job.job_id, job.to_dict())  # the heartbeats fail it if none turns up
     try:

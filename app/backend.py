@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 from billiard.exceptions import WorkerLostError
 from celery import states as celery_states
 from celery.backends.base import KeyValueStoreBackend
@@ -71,7 +72,7 @@ class GuestkitBackend(KeyValueStoreBackend):
             current = self.store.get(job_id)
         if current is not None and current.terminal:
             return current  # terminal states never change, whoever writes
-        write_atomic(self.settings.result_path(job_id), json.dumps(doc, indent=2).encode())
+        write_atomic(self.settings.result_path(job_id), _pretty_json(doc))
 
         def finish(stored: JobStatus) -> JobStatus:
             if stored.terminal:
@@ -170,3 +171,13 @@ class GuestkitBackend(KeyValueStoreBackend):
 
     def delete(self, key: bytes | str) -> None:
         self._kv_path(key).unlink(missing_ok=True)
+
+
+def _pretty_json(doc: dict[str, Any]) -> bytes:
+    """The result file's text: indented JSON (orjson is ~10x faster than ``json`` with ``indent``,
+    which runs in pure Python); ``json`` for what orjson refuses (text with lone surrogates, e.g.
+    undecodable file names read from a guest)."""
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(doc, indent=2).encode() + b"\n"

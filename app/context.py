@@ -96,7 +96,7 @@ class JobContext:
                 return
         finally:
             self._pending_lock.release()
-        if announce and self._send_event is not None:
+        if announce and self._send_event is not None:  # the job's end is announced by Celery
             self._send_event("task-progress", progress=events[-1])
 
     def take_progress(self) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ Types are strict: ``"5"`` is not a priority and ``1`` is not a boolean.
 
 from __future__ import annotations
 
-import copy
+import pickle
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -206,13 +206,13 @@ class JobDocument(Open):
     def to_dict(self) -> dict[str, Any]:
         """The document as JSON data, with exactly the fields it was given (unknown ones too)."""
         if self._source is not None:
-            return copy.deepcopy(self._source)
+            return _json_copy(self._source)
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
     @classmethod
     def from_json_object(cls, data: dict[str, Any], *, timeout_ceiling: int = DEFAULT_TIMEOUT_CEILING) -> JobDocument:
         job = cls.model_validate(data, context={"timeout_ceiling": timeout_ceiling})
-        job._source = copy.deepcopy(data)
+        job._source = _json_copy(data)
         return job
 
     @property
@@ -222,6 +222,12 @@ class JobDocument(Open):
     @property
     def observability_dict(self) -> dict[str, Any]:
         return self.observability.model_dump(mode="json", exclude_none=True) if self.observability else {}
+
+
+def _json_copy(data: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of the document: pickle's round trip gives what ``copy.deepcopy`` gives (NaN,
+    big integers and all) in C, at a fraction of its cost."""
+    return pickle.loads(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 STANDARD_PHASES = (

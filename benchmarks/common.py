@@ -304,6 +304,48 @@ class Worker(WorkerProcess):
         return out
 
 
+# --- CPU accounting -------------------------------------------------------------------------------------
+class CpuMeter:
+    """CPU seconds (user + system) spent by each side of a run: this process (submitting and
+    waiting), the worker's main process, its prefork children, and the broker's server when it runs
+    on this machine (redis-server, RabbitMQ's beam.smp). Read before and after the measured part."""
+
+    SERVERS = {"redis": ("redis-server",), "rabbitmq": ("beam.smp", "beam")}
+
+    def __init__(self, worker: WorkerProcess, broker: str) -> None:
+        import psutil
+
+        main = psutil.Process(worker.pid)
+        self.processes: dict[str, list[Any]] = {
+            "client": [psutil.Process()], "worker main": [main], "children": main.children(recursive=True),
+            "broker": [p for p in psutil.process_iter(["name"])
+                       if (p.info["name"] or "") in self.SERVERS.get(broker, ())],
+        }
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        import psutil
+
+        totals = {}
+        for side, processes in self.processes.items():
+            total = 0.0
+            for process in processes:
+                try:
+                    times = process.cpu_times()
+                    total += times.user + times.system
+                except psutil.NoSuchProcess:
+                    pass
+            totals[side] = total
+        return totals
+
+    def per_job(self, jobs: int) -> dict[str, float]:
+        """Milliseconds of CPU per job on each side since the meter was made, and their sum."""
+        end = self._read()
+        spent = {side: (end[side] - self.start[side]) * 1000 / jobs for side in end}
+        spent["total"] = sum(spent.values())
+        return spent
+
+
 # --- jobs ----------------------------------------------------------------------------------------------
 def echo_job(tag: str, n: int | str, pool: str | None = None) -> dict[str, Any]:
     """A ``system.echo`` job like the seed's (idempotency key, timeout, priority 5)."""

@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 
-from benchmarks.common import echo_job, fan_out, header, make_setup, parser, table
+from benchmarks.common import CpuMeter, echo_job, fan_out, header, make_setup, parser, table
 
 WARMUP = 50
 
@@ -23,15 +23,17 @@ def run_plain(setup, n: int, matched: bool) -> dict[str, float]:
     app = setup.plain_app(matched=matched)
     try:
         setup.wait_plain([app.send_task("bench.noop", task_id=f"plain-{setup.tag}-w{i}") for i in range(WARMUP)])
+        meter = CpuMeter(worker, setup.broker)
         t0 = time.perf_counter()
         results = [app.send_task("bench.noop", task_id=f"plain-{setup.tag}-{time.time_ns()}-{i}") for i in range(n)]
         sent = time.perf_counter()
         setup.wait_plain(results)
         end = time.perf_counter()
+        cpu = meter.per_job(n)
     finally:
         app.close()
         worker.stop()
-    return {"submit_s": sent - t0, "total_s": end - t0, "rate": n / (end - t0)}
+    return {"submit_s": sent - t0, "total_s": end - t0, "rate": n / (end - t0), "cpu": cpu}
 
 
 def run_platform(setup, api, n: int, round_: int, app_module: str = "app") -> dict[str, float]:
@@ -41,17 +43,22 @@ def run_platform(setup, api, n: int, round_: int, app_module: str = "app") -> di
         warm = [api.submit(echo_job(tag, f"r{round_}w{i}")) for i in range(WARMUP)]
         setup.wait_files([setup.results_dir / f"{h.job_id}-result.json" for h in warm], 60)
         docs = [echo_job(tag, f"r{round_}-{i}") for i in range(n)]
+        meter = CpuMeter(worker, setup.broker)
         t0 = time.perf_counter()
         handles = [api.submit(doc) for doc in docs]
         sent = time.perf_counter()
         end = setup.wait_files([setup.results_dir / f"{h.job_id}-result.json" for h in handles], 600)
+        cpu = meter.per_job(n)
     finally:
         worker.stop()
     sample = handles[:: max(1, n // 50)]
     failed = [h.job_id for h in sample if api.JobHandle(h.job_id).result(5)["status"] != "completed"]
     if failed:
         raise SystemExit(f"platform jobs did not complete: {failed[:5]}")
-    return {"submit_s": sent - t0, "total_s": end - t0, "rate": n / (end - t0)}
+    return {"submit_s": sent - t0, "total_s": end - t0, "rate": n / (end - t0), "cpu": cpu}
+
+
+CPU_SIDES = ("client", "worker main", "children", "broker", "total")
 
 
 def main(argv: list[str]) -> int:
@@ -73,12 +80,16 @@ def main(argv: list[str]) -> int:
         for round_ in range(args.rounds):
             plain_runs.append(run_plain(setup, n, matched))
             platform_runs.append(run_platform(setup, api, n, round_))
-        rows = []
+        rows, cpu_rows = [], []
         for i, (pl, pf) in enumerate(zip(plain_runs, platform_runs, strict=True)):
             rows.append([f"round {i + 1} plain Celery", n, pl["submit_s"], pl["total_s"], pl["rate"], ""])
             rows.append([f"round {i + 1} platform", n, pf["submit_s"], pf["total_s"], pf["rate"],
                          f"{pf['rate'] / pl['rate']:.2f}"])
+            cpu_rows.append([f"round {i + 1} plain Celery", *(pl["cpu"][side] for side in CPU_SIDES)])
+            cpu_rows.append([f"round {i + 1} platform", *(pf["cpu"][side] for side in CPU_SIDES)])
         table(rows, ["side", "jobs", "submit s", "total s", "jobs/s", "platform/plain"])
+        print("CPU ms per job (client = the submitting and waiting process; broker = its server, if local):")
+        table(cpu_rows, ["side", *CPU_SIDES])
         ratio = statistics.median(pf["rate"] for pf in platform_runs) / statistics.median(
             pl["rate"] for pl in plain_runs)
         verdict = "MET" if ratio >= 0.75 else "NOT MET"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.states import InvalidTransition, JobState, JobStatus
-from app.store import JobStore, open_store
+from app.store import Admission, JobStore, open_store
 from tests.brokers import REDIS_URL, require_service
 
 
@@ -62,6 +62,19 @@ def test_create_keeps_the_document_with_the_status(store: JobStore) -> None:
     assert store.document(status.job_id) == document
 
 
+def test_admitting_a_job_records_it_and_claims_its_key_at_once(store: JobStore) -> None:
+    first = fresh(idempotency_key="k-admit").advance(JobState.QUEUED)
+    second = fresh(idempotency_key="k-admit").advance(JobState.QUEUED)
+    admitted = store.admit(first, {"job_id": first.job_id})
+    assert admitted.created and admitted.claim is not None and admitted.claim.won_by(first.job_id)
+    assert store.get(first.job_id) == first and store.document(first.job_id) == {"job_id": first.job_id}
+    duplicate = store.admit(second, {"job_id": second.job_id})  # first is still queued: it keeps the key
+    assert duplicate.created and (duplicate.claim.holder, duplicate.claim.holder_state) == (first.job_id,
+                                                                                            JobState.QUEUED)
+    assert store.admit(first, {"job_id": "again"}) == Admission(created=False, claim=None)
+    assert store.admit(fresh().advance(JobState.QUEUED), {}).claim is None  # no key, nothing claimed
+
+
 def test_update_from_an_expected_status_never_overwrites_a_newer_one(store: JobStore) -> None:
     status = fresh()
     store.create(status)
@@ -93,6 +106,20 @@ def test_a_run_opens_and_ends_with_its_lease_progress_and_state(store: JobStore,
     assert [e["sequence"] for e in store.progress(status.job_id)] == [0, 1, 2]
     assert other.acquire_run(status.job_id, "owner-b", ttl=30) is True  # the lease ended with the run
     assert store.open_run("job-never-created", "owner-a", ttl=30).status is None
+
+
+def test_a_run_sees_whether_its_job_holds_its_key(store: JobStore) -> None:
+    """Where a store reads the key's holder with the run, it never names the job wrongly."""
+    mine, other = fresh().advance(JobState.QUEUED), fresh().advance(JobState.QUEUED)
+    store.create(mine)
+    store.create(other)
+    store.claim_key("k-mine", mine.job_id)
+    store.claim_key("k-other", other.job_id)
+    assert store.open_run(mine.job_id, "a", ttl=30, key="k-mine").key_holder in (None, mine.job_id)
+    store.release_run(mine.job_id, "a")
+    assert store.open_run(mine.job_id, "a", ttl=30, key="k-other").key_holder in (None, other.job_id)
+    store.release_run(mine.job_id, "a")
+    assert store.open_run(mine.job_id, "a", ttl=30, key="k-free").key_holder is None
 
 
 def test_progress_events_are_kept_in_order(store: JobStore) -> None:

@@ -23,6 +23,15 @@ class KeyClaim:
 
 
 @dataclass(frozen=True)
+class Admission:
+    """Outcome of ``JobStore.admit``."""
+
+    created: bool
+    #: the claim on the job's idempotency key, when it has one and was created
+    claim: KeyClaim | None
+
+
+@dataclass(frozen=True)
 class RunView:
     """What a worker needs to know before it runs a job, read at once (``JobStore.open_run``)."""
 
@@ -32,6 +41,8 @@ class RunView:
     cancel_requested: bool
     #: progress events stored so far (the next event's sequence number)
     progress_count: int
+    #: the job holding the idempotency key asked for, where the store read it (None: not read)
+    key_holder: str | None = None
 
 
 class JobStore(ABC):
@@ -45,6 +56,14 @@ class JobStore(ABC):
     def create(self, status: JobStatus, document: dict[str, Any] | None = None) -> bool:
         """Record a new job, and its document when given; False (and nothing written) when the
         job_id already exists."""
+
+    def admit(self, status: JobStatus, document: dict[str, Any]) -> Admission:
+        """A submitted job: ``create`` it with its document, then claim its idempotency key (if it
+        has one); stores that can do both in one round trip override this."""
+        if not self.create(status, document):
+            return Admission(created=False, claim=None)
+        key = status.idempotency_key
+        return Admission(created=True, claim=None if key is None else self.claim_key(key, status.job_id))
 
     @abstractmethod
     def get(self, job_id: str) -> JobStatus | None: ...
@@ -118,10 +137,10 @@ class JobStore(ABC):
     def unmatched(self) -> dict[str, dict[str, Any]]:
         """job_id → document of every remembered job."""
 
-    def open_run(self, job_id: str, owner: str, ttl: float) -> RunView:
-        """Take the run lease for ``owner`` and read what the run needs; stores that can do it
-        in one round trip override this. The lease is taken first: what is read after it is what
-        its previous holder left."""
+    def open_run(self, job_id: str, owner: str, ttl: float, key: str | None = None) -> RunView:
+        """Take the run lease for ``owner`` and read what the run needs (and who holds the
+        idempotency ``key``, where that is cheap); stores that can do it in one round trip override
+        this. The lease is taken first: what is read after it is what its previous holder left."""
         leased = self.acquire_run(job_id, owner, ttl)
         return RunView(status=self.get(job_id), leased=leased, cancel_requested=self.cancel_requested(job_id),
                        progress_count=len(self.progress(job_id)))

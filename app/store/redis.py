@@ -28,7 +28,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from app.states import JobState, JobStatus
-from app.store.base import JobStore, KeyClaim, RunView
+from app.store.base import Admission, JobStore, KeyClaim, RunView
 
 
 class RedisJobStore(JobStore):
@@ -44,7 +44,7 @@ class RedisJobStore(JobStore):
             urlunsplit(parts._replace(query="")), socket_timeout=10, socket_connect_timeout=2,
             health_check_interval=30, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 5),
             retry_on_error=[redis.ConnectionError, redis.TimeoutError])
-        self._create = self.client.register_script(self._CREATE)
+        self._admit = self.client.register_script(self._ADMIT)
         self._swap = self.client.register_script(self._SWAP)
         self._claim = self.client.register_script(self._CLAIM)
         self._refresh = self.client.register_script(self._REFRESH)
@@ -60,11 +60,25 @@ class RedisJobStore(JobStore):
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
+    def _key_name(self, idempotency_key: str) -> str:
+        return self._k("key", hashlib.sha256(idempotency_key.encode()).hexdigest())
+
     def create(self, status: JobStatus, document: dict[str, Any] | None = None) -> bool:
-        created = self._create(keys=[self._k("job", status.job_id), self._k("jobs"), self._k("doc", status.job_id)],
-                               args=[status.model_dump_json(), status.job_id,
-                                     "" if document is None else json.dumps(document)])
-        return bool(created)
+        return self._admit_job(status, document, claim=False).created
+
+    def admit(self, status: JobStatus, document: dict[str, Any]) -> Admission:
+        return self._admit_job(status, document, claim=True)
+
+    def _admit_job(self, status: JobStatus, document: dict[str, Any] | None, claim: bool) -> Admission:
+        keys = [self._k("job", status.job_id), self._k("jobs"), self._k("doc", status.job_id)]
+        if claim and status.idempotency_key is not None:
+            keys.append(self._key_name(status.idempotency_key))
+        reply = self._admit(keys=keys, args=[status.model_dump_json(), status.job_id,
+                                             "" if document is None else json.dumps(document), self._k("job", "")])
+        if len(reply) == 1:
+            return Admission(created=bool(reply[0]), claim=None)
+        holder, state = reply[1].decode(), reply[2].decode()
+        return Admission(created=True, claim=KeyClaim(holder, JobState(state) if state else None))
 
     def get(self, job_id: str) -> JobStatus | None:
         raw = self.client.get(self._k("job", job_id))
@@ -95,8 +109,7 @@ class RedisJobStore(JobStore):
         return result[0]
 
     def claim_key(self, key: str, job_id: str) -> KeyClaim:
-        holder, state = self._claim(keys=[self._k("key", hashlib.sha256(key.encode()).hexdigest())],
-                                    args=[job_id, self._k("job", "")])
+        holder, state = self._claim(keys=[self._key_name(key)], args=[job_id, self._k("job", "")])
         return KeyClaim(holder.decode(), JobState(state.decode()) if state else None)
 
     def append_progress(self, job_id: str, *events: dict[str, Any]) -> None:
@@ -134,13 +147,6 @@ class RedisJobStore(JobStore):
 
     # Lua scripts: each runs atomically on the server in one round trip. claim reads the holder's
     # status key, which it cannot declare in KEYS: fine on one Redis server (not on a cluster).
-    _CREATE = """
-if redis.call('set', KEYS[1], ARGV[1], 'NX') then
-  redis.call('sadd', KEYS[2], ARGV[2])
-  if ARGV[3] ~= '' then redis.call('set', KEYS[3], ARGV[3]) end
-  return 1
-end
-return 0"""
     _SWAP = """
 local raw = redis.call('get', KEYS[1])
 if not raw then return -1 end
@@ -148,18 +154,31 @@ local stored = cjson.decode(raw)
 if stored['updated_at'] ~= ARGV[1] or stored['state'] ~= ARGV[2] then return 0 end
 redis.call('set', KEYS[1], ARGV[3])
 return 1"""
-    _CLAIM = """
-local holder = redis.call('get', KEYS[1])
-if holder then
-  local raw = redis.call('get', ARGV[2] .. holder)
-  local state = ''
-  if raw then state = cjson.decode(raw)['state'] end
-  if holder == ARGV[1] or (raw and state ~= 'failed' and state ~= 'timeout' and state ~= 'cancelled') then
-    return {holder, state}
+    _CLAIM_FUNCTION = """
+local function claim(key, job_id, job_prefix)
+  local holder = redis.call('get', key)
+  if holder then
+    local raw = redis.call('get', job_prefix .. holder)
+    local state = ''
+    if raw then state = cjson.decode(raw)['state'] end
+    if holder == job_id or (raw and state ~= 'failed' and state ~= 'timeout' and state ~= 'cancelled') then
+      return {holder, state}
+    end
   end
+  redis.call('set', key, job_id)
+  return {job_id, ''}
 end
-redis.call('set', KEYS[1], ARGV[1])
-return {ARGV[1], ''}"""
+"""
+    _CLAIM = _CLAIM_FUNCTION + "return claim(KEYS[1], ARGV[1], ARGV[2])"
+    _ADMIT = _CLAIM_FUNCTION + """
+if not redis.call('set', KEYS[1], ARGV[1], 'NX') then return {0} end
+redis.call('sadd', KEYS[2], ARGV[2])
+if ARGV[3] ~= '' then redis.call('set', KEYS[3], ARGV[3]) end
+if KEYS[4] then
+  local claimed = claim(KEYS[4], ARGV[2], ARGV[4])
+  return {1, claimed[1], claimed[2]}
+end
+return {1}"""
     _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
     _REFRESH = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
                 "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0")
@@ -171,19 +190,22 @@ return {ARGV[1], ''}"""
         raw = self.client.get(self._k("doc", job_id))
         return None if raw is None else json.loads(raw)
 
-    def open_run(self, job_id: str, owner: str, ttl: float) -> RunView:
+    def open_run(self, job_id: str, owner: str, ttl: float, key: str | None = None) -> RunView:
         with self.client.pipeline(transaction=False) as pipe:  # in this order, in one round trip
             pipe.set(self._k("run", job_id), owner, nx=True, px=int(ttl * 1000))
             pipe.get(self._k("run", job_id))
             pipe.get(self._k("job", job_id))
             pipe.exists(self._k("cancel", job_id))
             pipe.llen(self._k("progress", job_id))
-            taken, holder, raw, cancelled, count = pipe.execute()
+            if key is not None:
+                pipe.get(self._key_name(key))
+            taken, holder, raw, cancelled, count, *key_holder = pipe.execute()
         leased = bool(taken) or holder == owner.encode()
         if leased:
             self._leases.add(job_id)
         return RunView(status=None if raw is None else JobStatus.model_validate_json(raw), leased=leased,
-                       cancel_requested=bool(cancelled), progress_count=int(count))
+                       cancel_requested=bool(cancelled), progress_count=int(count),
+                       key_holder=key_holder[0].decode() if key_holder and key_holder[0] else None)
 
     def end_run(self, job_id: str, owner: str, change: Callable[[JobStatus], JobStatus], *,
                 expected: JobStatus | None = None, progress: Sequence[dict[str, Any]] = ()) -> JobStatus:
@@ -193,9 +215,11 @@ return {ARGV[1], ''}"""
         with self.client.pipeline(transaction=False) as pipe:  # in this order, in one round trip
             if progress:
                 pipe.rpush(self._k("progress", job_id), *(_compact(event) for event in progress))
-            self._swap(keys=[self._k("job", job_id)], args=[_mark(expected), expected.state.value,
-                                                            changed.model_dump_json()], client=pipe)
-            self._release(keys=[self._k("run", job_id)], args=[owner], client=pipe)
+            # EVAL, not a Script: redis-py checks a pipeline's Scripts with SCRIPT EXISTS first (one
+            # more round trip); the server keeps compiled scripts by their text's digest anyway
+            pipe.eval(self._SWAP, 1, self._k("job", job_id), _mark(expected), expected.state.value,
+                      changed.model_dump_json())
+            pipe.eval(self._RELEASE, 1, self._k("run", job_id), owner)
             swapped = pipe.execute()[-2]
         self._leases.discard(job_id)
         return changed if swapped == 1 else self.update(job_id, change)
