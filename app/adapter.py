@@ -62,12 +62,13 @@ class JobTask(Task):
         assert isinstance(backend, GuestkitBackend), "result_backend must be guestkit://"
         return backend
 
-    def run(self, document: dict[str, Any]) -> str:
+    def run(self, document: dict[str, Any], queued: dict[str, Any] | None = None) -> str:
         """Run the job; return its status and where its result document is, as one short string
         (the task's return value is logged, pickled to the worker's main process and put into the
-        task-succeeded event: a whole result document would cost each of them on every job)."""
+        task-succeeded event: a whole result document would cost each of them on every job).
+        ``queued``: the status the job was queued with, as ``app.api.submit`` stored it."""
         try:
-            doc = self._run(document)
+            doc = self._run(document, queued)
             return f"{doc['status']}: {self.settings.result_path(doc['job_id'])}"
         except self.results.store.unavailable as exc:
             # nothing can be recorded now: keep the job, and look at it again once the store is back
@@ -75,7 +76,7 @@ class JobTask(Task):
                            STORE_RETRY_SECONDS)
             self._later(STORE_RETRY_SECONDS, exc)
 
-    def _run(self, document: dict[str, Any]) -> dict[str, Any]:
+    def _run(self, document: dict[str, Any], queued: dict[str, Any] | None = None) -> dict[str, Any]:
         job_id = self.request.id
         store = self.results.store
         try:
@@ -87,13 +88,17 @@ class JobTask(Task):
         if job.job_id != job_id:
             raise Ignore()  # not published by us: task id and job_id always agree
         owner = self._run_owner
-        # the run lease, the status, the cancel flag and the progress count, read at once
-        view = store.open_run(job_id, owner, ttl=self.settings.run_lease, key=job.idempotency_key)
+        # the run lease, the status, the cancel flag, the progress count and the key's holder, read
+        # at once; and, where nothing can stand in the way, the start (queued → running) with them
+        view = store.open_run(job_id, owner, ttl=self.settings.run_lease, key=job.idempotency_key,
+                              start=self._start_at_once(job, queued))
         if not view.leased:
             # another live process runs this very job (a duplicate delivery, e.g. after a Redis
             # visibility timeout): keep the message, and look again once that run may be over
             self._later(max(1.0, self.settings.run_lease / 2))
         try:
+            if view.started:
+                return self._execute(job, view.status, view)  # type: ignore[arg-type]
             status = view.status or self._ensure_known(job_id, document)
             if status.terminal:
                 raise Ignore()  # a redelivery of a job that already ended: nothing to do
@@ -116,14 +121,8 @@ class JobTask(Task):
         except JobError as exc:
             return self._fail(job_id, exc, phase="validation", status=status)
         worker = self._worker_id
-
-        def start(current: JobStatus) -> JobStatus:  # queued → assigned → running in one write
-            if current.state is JobState.QUEUED:
-                current = current.advance(JobState.ASSIGNED, worker_id=worker)
-            return current.advance(JobState.RUNNING, worker_id=worker)
-
         try:
-            status = store.update(job_id, start, expected=status)
+            status = store.update(job_id, lambda current: _start(current, worker), expected=status)
         except InvalidTransition:
             raise Ignore() from None  # it ended meanwhile (cancelled while queued)
         if replay is not None:
@@ -132,6 +131,22 @@ class JobTask(Task):
         return self._execute(job, status, view)
 
     # --- steps ------------------------------------------------------------------------------
+    def _start_at_once(self, job: JobDocument, queued: dict[str, Any] | None) -> tuple[JobStatus, JobStatus] | None:
+        """(the status the job was queued with, the same started) when the job may start without
+        another look: its deadline has not passed and this worker meets its constraints. The store
+        starts it only if its status is still that one (not retried, cancelled or run before), no
+        cancel was asked for and the job holds its idempotency key; otherwise the run goes the
+        long way (``_run_leased``), which reads and decides each of these."""
+        if queued is None or unmet_constraints(job, self._advert):
+            return None
+        if job.execution.deadline is not None and utc_now() > job.execution.deadline:
+            return None
+        try:
+            expected = JobStatus.model_validate(queued)
+            return expected, _start(expected, self._worker_id)
+        except (ValueError, InvalidTransition):  # not a queued status of ours: the long way
+            return None
+
     @property
     def _worker_id(self) -> str:
         return self.request.hostname or self.settings.worker_id
@@ -330,6 +345,13 @@ class JobTask(Task):
     @cached_property
     def _events(self) -> Any:
         return self.app.events.Dispatcher(self.app.connection_for_write(), hostname=self._worker_id, enabled=True)
+
+
+def _start(current: JobStatus, worker: str) -> JobStatus:
+    """queued → assigned → running (or assigned → running), written as one change."""
+    if current.state is JobState.QUEUED:
+        current = current.advance(JobState.ASSIGNED, worker_id=worker)
+    return current.advance(JobState.RUNNING, worker_id=worker)
 
 
 def _int(value: Any, default: int) -> int:

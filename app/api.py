@@ -108,7 +108,8 @@ def submit(source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[s
     fresh = JobStatus(job_id=job.job_id, operation=job.operation, attempt=job.execution.attempt,
                       max_attempts=job.execution.max_attempts, idempotency_key=job.idempotency_key,
                       cancellable=job.execution.cancellable)
-    admission = store.admit(fresh.advance(JobState.QUEUED), job.to_dict())
+    queued = fresh.advance(JobState.QUEUED)
+    admission = store.admit(queued, job.to_dict())
     if not admission.created:
         return handle
     claim = admission.claim
@@ -118,7 +119,7 @@ def submit(source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[s
     if not any(not unmet_constraints(job, advert) for advert in _live_workers(store)):
         store.mark_unmatched(job.job_id, job.to_dict())  # the heartbeats fail it if none turns up
     try:
-        publish(job)
+        publish(job, queued)
     except Exception as exc:  # the broker is down or refuses: say so, do not leave a queued ghost
         if keep_queued_on_broker_error:
             raise SubmitFailed(f"could not queue the job: {type(exc).__name__}: {exc}") from exc
@@ -145,17 +146,22 @@ def _live_workers(store: Any) -> list[dict[str, Any]]:
     return _workers_seen[1]
 
 
-def publish(job: JobDocument) -> None:
-    """Send the job to the broker: task named after the operation, task id = job_id."""
+def publish(job: JobDocument, queued: JobStatus | None = None) -> None:
+    """Send the job to the broker: task named after the operation, task id = job_id.
+
+    ``queued``: the status just stored for it, which lets the worker start the job in the same
+    round trip as its first look at the store (if the status is still that one then)."""
     app, _ = _platform()
     pool = pool_for(job, app.conf.guestkit_pools[0])
     timeout = job.execution.timeout_seconds
     document = job.to_dict()
     app.send_task(
         job.operation, args=[document], task_id=job.job_id, queue=_queue(pool),
+        kwargs={} if queued is None else {"queued": queued.model_dump(mode="json")},
         # what Flower shows as the task's arguments; Celery's own saferepr of a whole job
         # document costs more than the rest of the publish
-        argsrepr=f"[{json.dumps(document)[:ARGSREPR_CHARS]}]",
+        argsrepr=f"[{json.dumps(document)[:ARGSREPR_CHARS]}]", kwargsrepr="{}" if queued is None else
+        f"{{'queued': {queued.updated_at.isoformat()!r}}}",
         priority=broker_priority(job.execution.priority, app.conf.broker_url),
         soft_time_limit=timeout, time_limit=timeout + app.conf.guestkit_timeout_grace,
     )

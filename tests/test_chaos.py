@@ -82,7 +82,7 @@ from pathlib import Path
 import app.api
 from app.bridge import Bridge, BridgeConfig
 
-def die(job):  # the bridge process dies after the job is stored as queued, before the broker has it
+def die(job, queued=None):  # the bridge process dies after the job is stored as queued, before the broker has it
     os._exit(137)
 
 app.api.publish = die

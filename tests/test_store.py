@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.states import InvalidTransition, JobState, JobStatus
+from app.states import InvalidTransition, JobState, JobStatus, utc_now
 from app.store import Admission, JobStore, open_store
 from tests.brokers import REDIS_URL, require_service
 
@@ -106,6 +106,42 @@ def test_a_run_opens_and_ends_with_its_lease_progress_and_state(store: JobStore,
     assert [e["sequence"] for e in store.progress(status.job_id)] == [0, 1, 2]
     assert other.acquire_run(status.job_id, "owner-b", ttl=30) is True  # the lease ended with the run
     assert store.open_run("job-never-created", "owner-a", ttl=30).status is None
+
+
+def test_a_run_starts_at_once_only_when_nothing_stands_in_the_way(store: JobStore, store_url: str) -> None:
+    """open_run(start=(expected, started)) writes ``started`` only if the lease is taken, the stored
+    status is ``expected``, no cancel was asked for and the job holds its key; else nothing changes."""
+
+    def case(*, key: str | None = "k", cancel: bool = False, stale: bool = False, other_owner: bool = False,
+             holder: str | None = None) -> tuple[bool, JobStatus, JobStatus]:
+        queued = fresh(idempotency_key=key).advance(JobState.QUEUED)
+        store.admit(queued, {"job_id": queued.job_id})
+        if holder is not None:  # the key belongs to another (running) job
+            other = fresh(idempotency_key=key).advance(JobState.QUEUED)
+            store.create(other)
+            store.update(queued.job_id, lambda s: s.advance(JobState.CANCELLED))  # frees the key ...
+            store.claim_key(key, other.job_id)  # ... which the other job takes
+            queued = store.get(queued.job_id)
+        if cancel:
+            store.request_cancel(queued.job_id)
+        expected = queued
+        if stale:  # someone moved it on after it was queued (e.g. a retry); the message is older
+            store.update(queued.job_id, lambda s: s.model_copy(update={"updated_at": utc_now()}))
+        if other_owner:
+            assert open_store(store_url).acquire_run(queued.job_id, "someone-else", ttl=30)
+        started = expected.advance(JobState.ASSIGNED, worker_id="w").advance(JobState.RUNNING, worker_id="w") \
+            if expected.state is JobState.QUEUED else expected
+        view = store.open_run(queued.job_id, "me", ttl=30, key=key, start=(expected, started))
+        return view.started, store.get(queued.job_id), started
+
+    done, stored, started = case()
+    implements = store_url.startswith("redis")  # the file store leaves it to update(): local writes are cheap
+    assert done == implements and (stored == started if done else stored.state is JobState.QUEUED)
+    done, stored, started = case(key=None)
+    assert done == implements
+    for refused in (dict(cancel=True), dict(stale=True), dict(other_owner=True), dict(holder="other")):
+        done, stored, started = case(**refused)
+        assert not done and stored.state is not JobState.RUNNING, refused
 
 
 def test_a_run_sees_whether_its_job_holds_its_key(store: JobStore) -> None:

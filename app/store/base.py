@@ -43,6 +43,8 @@ class RunView:
     progress_count: int
     #: the job holding the idempotency key asked for, where the store read it (None: not read)
     key_holder: str | None = None
+    #: the start asked for was written (``status`` is the started status)
+    started: bool = False
 
 
 class JobStore(ABC):
@@ -137,10 +139,15 @@ class JobStore(ABC):
     def unmatched(self) -> dict[str, dict[str, Any]]:
         """job_id → document of every remembered job."""
 
-    def open_run(self, job_id: str, owner: str, ttl: float, key: str | None = None) -> RunView:
+    def open_run(self, job_id: str, owner: str, ttl: float, key: str | None = None,
+                 start: tuple[JobStatus, JobStatus] | None = None) -> RunView:
         """Take the run lease for ``owner`` and read what the run needs (and who holds the
         idempotency ``key``, where that is cheap); stores that can do it in one round trip override
-        this. The lease is taken first: what is read after it is what its previous holder left."""
+        this. The lease is taken first: what is read after it is what its previous holder left.
+
+        ``start`` = (expected, started): a store may also write ``started`` at once, if the lease
+        was taken, the stored status is ``expected``, no cancel was requested and the job holds
+        ``key`` (when given); ``RunView.started`` says whether it did. This one does not."""
         leased = self.acquire_run(job_id, owner, ttl)
         return RunView(status=self.get(job_id), leased=leased, cancel_requested=self.cancel_requested(job_id),
                        progress_count=len(self.progress(job_id)))

@@ -45,6 +45,7 @@ class RedisJobStore(JobStore):
             health_check_interval=30, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 5),
             retry_on_error=[redis.ConnectionError, redis.TimeoutError])
         self._admit = self.client.register_script(self._ADMIT)
+        self._open = self.client.register_script(self._OPEN)
         self._swap = self.client.register_script(self._SWAP)
         self._claim = self.client.register_script(self._CLAIM)
         self._refresh = self.client.register_script(self._REFRESH)
@@ -179,6 +180,25 @@ if KEYS[4] then
   return {1, claimed[1], claimed[2]}
 end
 return {1}"""
+    _OPEN = """
+local leased = 0
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) or redis.call('get', KEYS[1]) == ARGV[1] then
+  leased = 1
+end
+local raw = redis.call('get', KEYS[2])
+local cancelled = redis.call('exists', KEYS[3])
+local count = redis.call('llen', KEYS[4])
+local holder = false
+if KEYS[5] then holder = redis.call('get', KEYS[5]) end
+local started = 0
+if leased == 1 and raw and ARGV[5] ~= '' and cancelled == 0 and (not KEYS[5] or holder == ARGV[6]) then
+  local stored = cjson.decode(raw)
+  if stored['updated_at'] == ARGV[3] and stored['state'] == ARGV[4] then
+    redis.call('set', KEYS[2], ARGV[5])
+    started = 1
+  end
+end
+return {leased, raw, cancelled, count, holder, started}"""
     _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
     _REFRESH = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
                 "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0")
@@ -190,22 +210,20 @@ return {1}"""
         raw = self.client.get(self._k("doc", job_id))
         return None if raw is None else json.loads(raw)
 
-    def open_run(self, job_id: str, owner: str, ttl: float, key: str | None = None) -> RunView:
-        with self.client.pipeline(transaction=False) as pipe:  # in this order, in one round trip
-            pipe.set(self._k("run", job_id), owner, nx=True, px=int(ttl * 1000))
-            pipe.get(self._k("run", job_id))
-            pipe.get(self._k("job", job_id))
-            pipe.exists(self._k("cancel", job_id))
-            pipe.llen(self._k("progress", job_id))
-            if key is not None:
-                pipe.get(self._key_name(key))
-            taken, holder, raw, cancelled, count, *key_holder = pipe.execute()
-        leased = bool(taken) or holder == owner.encode()
+    def open_run(self, job_id: str, owner: str, ttl: float, key: str | None = None,
+                 start: tuple[JobStatus, JobStatus] | None = None) -> RunView:
+        keys = [self._k("run", job_id), self._k("job", job_id), self._k("cancel", job_id), self._k("progress", job_id)]
+        if key is not None:
+            keys.append(self._key_name(key))
+        expected, started = start if start is not None else (None, None)
+        leased, raw, cancelled, count, holder, written = self._open(keys=keys, args=[
+            owner, int(ttl * 1000), _mark(expected) if expected else "", expected.state.value if expected else "",
+            started.model_dump_json() if started else "", job_id])
         if leased:
             self._leases.add(job_id)
-        return RunView(status=None if raw is None else JobStatus.model_validate_json(raw), leased=leased,
-                       cancel_requested=bool(cancelled), progress_count=int(count),
-                       key_holder=key_holder[0].decode() if key_holder and key_holder[0] else None)
+        status = started if written else None if raw is None else JobStatus.model_validate_json(raw)
+        return RunView(status=status, leased=bool(leased), cancel_requested=bool(cancelled), progress_count=int(count),
+                       key_holder=holder.decode() if holder else None, started=bool(written))
 
     def end_run(self, job_id: str, owner: str, change: Callable[[JobStatus], JobStatus], *,
                 expected: JobStatus | None = None, progress: Sequence[dict[str, Any]] = ()) -> JobStatus:
