@@ -76,7 +76,7 @@ def test_tally_reads_an_ended_job_once(tmp_path: Path) -> None:
     assert tally.reads == 2  # "busy" and "new"; "done" is not read again
     assert (tally.in_state(JobState.RUNNING), tally.in_state(JobState.FAILED)) == (0, 1)
     assert tally.durations[("test.op", "failed")].counts[0] == 1  # ran 0.05 s: the first bucket
-    (store.jobs / "done.json").unlink()  # removed from the store: out of the states, still counted
+    (store.jobs / "done.jsonl").unlink()  # removed from the store: out of the states, still counted
     tally.refresh(store)
     assert (tally.in_state(JobState.COMPLETED), tally.finished[("test.op", "completed")]) == (0, 1)
 
