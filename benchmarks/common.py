@@ -52,6 +52,8 @@ def parser(description: str) -> argparse.ArgumentParser:
                    help="plain Celery with Celery's defaults (acks early, prefetch 4) instead of the platform's "
                         "delivery settings (acks_late, reject_on_worker_lost, prefetch 1)")
     p.add_argument("--keep", action="store_true", help="keep the temporary workspace (logs) afterwards")
+    p.add_argument("--events", action="store_true",
+                   help="both sides' workers send task events (-E), as when Flower or `celery events` watches")
     return p
 
 
@@ -85,6 +87,8 @@ class Setup:
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
     keep: bool = False
+    #: extra ``celery worker`` options for both sides (``-E`` with ``--events``)
+    worker_options: list[str] = field(default_factory=list)
 
     @property
     def results_dir(self) -> Path:
@@ -120,7 +124,8 @@ class Setup:
         worker = Worker(f"{name}-{self.tag}", self.workspace / f"{name}.log",
                         {**_base_env(), **self.platform_env, **(env or {})},
                         [CELERY, "-A", app_module, "worker", "-l", loglevel, "-c", str(self.concurrency),
-                         "-P", "prefork", "-n", f"bench-{name}-{self.tag}@%h", "--without-mingle", "--without-gossip"])
+                         "-P", "prefork", "-n", f"bench-{name}-{self.tag}@%h", "--without-mingle", "--without-gossip",
+                         *self.worker_options])
         self.workers.append(worker)
         return worker.start()
 
@@ -129,7 +134,7 @@ class Setup:
                         {**_base_env(), **self.plain_env, "BENCH_MATCHED": "1" if matched else "0"},
                         [CELERY, "-A", "benchmarks.plain_app", "worker", "-l", loglevel, "-c", str(self.concurrency),
                          "-P", "prefork", "-Q", self.plain_queue, "-n", f"bench-{name}-{self.tag}@%h",
-                         "--without-mingle", "--without-gossip"])
+                         "--without-mingle", "--without-gossip", *self.worker_options])
         self.workers.append(worker)
         return worker.start()
 
@@ -202,7 +207,8 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "GUESTKIT_", "BENCH_"))}
 
 
-def make_setup(broker: str, concurrency: int = 2, keep: bool = False, store: str | None = None) -> Setup:
+def make_setup(broker: str, concurrency: int = 2, keep: bool = False, store: str | None = None,
+               events: bool = False) -> Setup:
     """A private workspace, queue names and key prefixes for ``broker``; exits 0 with a message when the
     broker's server is not reachable."""
     # SIGTERM (timeout, kill) runs the clean-up too: workers stopped, queues and keys deleted
@@ -256,7 +262,8 @@ def make_setup(broker: str, concurrency: int = 2, keep: bool = False, store: str
         cleanups.append(lambda: _redis_cleanup(tag))
     elif store == "file":
         platform_env["GUESTKIT_STORE_URL"] = "file://" + str(ws / "store")
-    return Setup(broker, tag, ws, concurrency, platform_env, plain_env, plain_queue, pool, cleanups, keep=keep)
+    return Setup(broker, tag, ws, concurrency, platform_env, plain_env, plain_queue, pool, cleanups, keep=keep,
+                 worker_options=["-E"] if events else [])
 
 
 def _unreachable(broker: str, url: str, ws: Path) -> None:
@@ -419,7 +426,8 @@ def machine() -> str:
 
 
 def header(name: str, setup: Setup, extra: str = "") -> None:
-    print(f"# {name} | broker {setup.broker} | prefork -c {setup.concurrency} | {extra}".rstrip(" |"))
+    events = "task events on (-E)" if "-E" in setup.worker_options else "task events off (Celery's default)"
+    print(f"# {name} | broker {setup.broker} | prefork -c {setup.concurrency} | {events} | {extra}".rstrip(" |"))
     print(f"# {machine()}")
     print(f"# {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}", flush=True)
 
