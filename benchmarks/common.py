@@ -52,6 +52,8 @@ def parser(description: str) -> argparse.ArgumentParser:
                    help="plain Celery with Celery's defaults (acks early, prefetch 4) instead of the platform's "
                         "delivery settings (acks_late, reject_on_worker_lost, prefetch 1)")
     p.add_argument("--keep", action="store_true", help="keep the temporary workspace (logs) afterwards")
+    p.add_argument("--store", choices=("file", "redis"),
+                   help="the platform's job store (default: file on embedded and RabbitMQ, Redis on Redis)")
     p.add_argument("--events", action="store_true",
                    help="both sides' workers send task events (-E), as when Flower or `celery events` watches")
     return p
@@ -427,7 +429,9 @@ def machine() -> str:
 
 def header(name: str, setup: Setup, extra: str = "") -> None:
     events = "task events on (-E)" if "-E" in setup.worker_options else "task events off (Celery's default)"
-    print(f"# {name} | broker {setup.broker} | prefork -c {setup.concurrency} | {events} | {extra}".rstrip(" |"))
+    store = "Redis" if setup.platform_env["GUESTKIT_STORE_URL"].startswith("redis") else "file"
+    print(f"# {name} | broker {setup.broker} | {store} job store | prefork -c {setup.concurrency} | {events} | "
+          f"{extra}".rstrip(" |"))
     print(f"# {machine()}")
     print(f"# {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}", flush=True)
 

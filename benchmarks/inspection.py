@@ -208,7 +208,7 @@ def main(argv: list[str]) -> int:
     if code is not None:
         return code
     warm_runs = args.warm_runs or (2 if args.quick else 5)
-    setup = make_setup(args.broker, args.concurrency, args.keep, events=args.events)
+    setup = make_setup(args.broker, args.concurrency, args.keep, store=args.store, events=args.events)
     try:
         header("inspect", setup, f"cold = first job of a fresh worker (page cache "
                f"{'dropped' if args.drop_caches else 'warm'}); warm = median of {warm_runs}")

@@ -133,7 +133,7 @@ def main(argv: list[str]) -> int:
         return code
     n = args.n or (50 if args.quick else 500)
     matched = not args.plain_defaults
-    setup = make_setup(args.broker, args.concurrency, args.keep, events=args.events)
+    setup = make_setup(args.broker, args.concurrency, args.keep, store=args.store, events=args.events)
     try:
         header("latency", setup, f"{n} sequential jobs per measurement")
         api = setup.platform_api()

@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
     n = args.n or (1000 if args.quick else 10000)
     warm = max(100, n // 10)
     matched = not args.plain_defaults
-    setup = make_setup(args.broker, args.concurrency, args.keep, events=args.events)
+    setup = make_setup(args.broker, args.concurrency, args.keep, store=args.store, events=args.events)
     try:
         header("memory (RSS, MiB)", setup, f"{n} jobs, warm-up mark at {warm}")
         api = setup.platform_api()

@@ -121,7 +121,7 @@ def main(argv: list[str]) -> int:
         raise SystemExit("profile one broker at a time")
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     n = args.n or (200 if args.quick else 2000)
-    setup = make_setup(args.broker, args.concurrency, args.keep, events=args.events)
+    setup = make_setup(args.broker, args.concurrency, args.keep, store=args.store, events=args.events)
     try:
         header("profile of the per-job path", setup, f"{n} system.echo jobs")
         api = setup.platform_api()

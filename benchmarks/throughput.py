@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
     if code is not None:
         return code
     n = args.n or (300 if args.quick else 5000)
-    setup = make_setup(args.broker, args.concurrency, args.keep, events=args.events)
+    setup = make_setup(args.broker, args.concurrency, args.keep, store=args.store, events=args.events)
     matched = not args.plain_defaults
     try:
         header("throughput", setup, f"{n} jobs per side | plain Celery with "
