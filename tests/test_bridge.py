@@ -233,7 +233,10 @@ def test_failed_job_file_goes_to_failed(bridge_worker: Callable[..., WorkerProce
 @pytest.mark.broker
 def test_slow_write_waits_until_complete(bridge_worker: Callable[..., WorkerProcess], jobs_dir: Path,
                                          tmp_path: Path) -> None:
-    bridge_worker()
+    # a half-written file is waited for while it changed within the last GUESTKIT_BRIDGE_SETTLE
+    # seconds: 30 here, so that a slow first look by the bridge (a loaded machine) cannot find the
+    # half quiet for the default 1 s and judge it bad before the test writes the rest
+    bridge_worker(env={"GUESTKIT_BRIDGE_SETTLE": "30"})
     runs = tmp_path / "runs"
     doc = sleep_job(runs)
     raw = json.dumps(doc, indent=2).encode()
