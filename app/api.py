@@ -25,8 +25,8 @@ from app.validation import validate
 from app.workers import unmet_constraints
 
 MAX_PRIORITY = 10
-#: how much of a job document Flower shows as the task's arguments (Celery's default length)
-ARGSREPR_CHARS = 1024
+#: how much of a job Flower shows as the task's arguments (``_argsrepr``)
+ARGSREPR_CHARS = 256
 
 
 class CancelRefused(Exception):
@@ -154,17 +154,25 @@ def publish(job: JobDocument, queued: JobStatus | None = None) -> None:
     app, _ = _platform()
     pool = pool_for(job, app.conf.guestkit_pools[0])
     timeout = job.execution.timeout_seconds
-    document = job.to_dict()
     app.send_task(
-        job.operation, args=[document], task_id=job.job_id, queue=_queue(pool),
-        kwargs={} if queued is None else {"queued": queued.model_dump(mode="json")},
-        # what Flower shows as the task's arguments; Celery's own saferepr of a whole job
-        # document costs more than the rest of the publish
-        argsrepr=f"[{json.dumps(document)[:ARGSREPR_CHARS]}]", kwargsrepr="{}" if queued is None else
+        job.operation, args=[job.to_dict()], task_id=job.job_id, queue=_queue(pool),
+        # only what is set: the worker reads it back with the defaults
+        kwargs={} if queued is None else {"queued": queued.model_dump(mode="json", exclude_none=True)},
+        # what Flower shows as the task's arguments: Celery's own saferepr of a whole job document
+        # costs more than the rest of the publish, and Celery sends these twice (headers and
+        # properties), so a short summary
+        argsrepr=_argsrepr(job), kwargsrepr="{}" if queued is None else
         f"{{'queued': {queued.updated_at.isoformat()!r}}}",
         priority=broker_priority(job.execution.priority, app.conf.broker_url),
         soft_time_limit=timeout, time_limit=timeout + app.conf.guestkit_timeout_grace,
     )
+
+
+def _argsrepr(job: JobDocument) -> str:
+    """The job as Flower lists it: its id, operation and payload data, in ``ARGSREPR_CHARS``."""
+    summary = {"job_id": job.job_id, "operation": job.operation, "payload": job.payload.data}
+    text = json.dumps(summary, separators=(",", ":"), default=str)
+    return text if len(text) <= ARGSREPR_CHARS else text[:ARGSREPR_CHARS - 3] + "..."
 
 
 @functools.cache

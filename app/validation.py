@@ -33,8 +33,7 @@ def read_document(source: str | bytes | os.PathLike[str] | Mapping[str, Any]) ->
     """
     if isinstance(source, Mapping):
         data = dict(source)
-        _check_structure(data)
-        if len(json.dumps(data, default=str)) > MAX_DOCUMENT_BYTES:
+        if _check_structure(data) > MAX_DOCUMENT_BYTES and len(json.dumps(data, default=str)) > MAX_DOCUMENT_BYTES:
             raise ValidationFailed([f"(document): larger than {MAX_DOCUMENT_BYTES} bytes"])
         return data
     if isinstance(source, bytes):
@@ -196,9 +195,55 @@ def _check_text_depth(text: str) -> None:
             depth -= 1
 
 
-def _check_structure(data: Any) -> None:
+def _check_structure(data: Any) -> int:
     """Refuse deep nesting and text that is not valid Unicode (lone surrogates, which JSON's
-    ``\\ud800`` escapes can smuggle in), naming where."""
+    ``\\ud800`` escapes can smuggle in), naming where; return a bound on the length of
+    ``json.dumps(data)``. Every submit and every run checks its document, so a quick walk comes
+    first, and only a document that fails it is walked again to say where."""
+    bound = _json_bound(data, 0)
+    if bound is None:
+        _name_structure_problem(data)
+        raise AssertionError("unreachable: the quick walk and the naming walk disagree")
+    return bound
+
+
+def _json_bound(value: Any, depth: int) -> int | None:
+    """At least the length of ``json.dumps(value)`` (a character takes at most 12 bytes, as an
+    escaped surrogate pair); None if ``value`` is nested too deep or holds text that is not
+    valid Unicode."""
+    if depth >= MAX_NESTING_DEPTH:
+        return None
+    if isinstance(value, str):
+        return 12 * len(value) + 2 if value.isascii() or _is_unicode(value) else None
+    if isinstance(value, dict):
+        total = 2
+        for key, child in value.items():
+            if isinstance(key, str) and not (key.isascii() or _is_unicode(key)):
+                return None
+            inner = _json_bound(child, depth + 1)
+            if inner is None:
+                return None
+            total += inner + (12 * len(key) if isinstance(key, str) else 64) + 6
+        return total
+    if isinstance(value, list):
+        total = 2
+        for child in value:
+            inner = _json_bound(child, depth + 1)
+            if inner is None:
+                return None
+            total += inner + 2
+        return total
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        return value.bit_length() // 3 + 2
+    if isinstance(value, float):
+        return 24
+    return MAX_DOCUMENT_BYTES + 1  # anything else is written with str(): measure it
+
+
+def _name_structure_problem(data: Any) -> None:
+    """Raise ``ValidationFailed`` naming the first place nested too deep or not valid Unicode."""
     stack: list[tuple[Any, tuple[int | str, ...]]] = [(data, ())]
     while stack:
         value, path = stack.pop()

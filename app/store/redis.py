@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+import orjson
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -50,6 +51,7 @@ class RedisJobStore(JobStore):
         self._claim = self.client.register_script(self._CLAIM)
         self._refresh = self.client.register_script(self._REFRESH)
         self._release = self.client.register_script(self._RELEASE)
+        self._end = self.client.register_script(self._END)
         self._leases: set[str] = set()  # run leases this process took and has not released
 
     def __reduce__(self):
@@ -148,13 +150,17 @@ class RedisJobStore(JobStore):
 
     # Lua scripts: each runs atomically on the server in one round trip. claim reads the holder's
     # status key, which it cannot declare in KEYS: fine on one Redis server (not on a cluster).
-    _SWAP = """
-local raw = redis.call('get', KEYS[1])
-if not raw then return -1 end
-local stored = cjson.decode(raw)
-if stored['updated_at'] ~= ARGV[1] or stored['state'] ~= ARGV[2] then return 0 end
-redis.call('set', KEYS[1], ARGV[3])
-return 1"""
+    _SWAP_FUNCTION = """
+local function swap(key, mark, state, new)
+  local raw = redis.call('get', key)
+  if not raw then return -1 end
+  local stored = cjson.decode(raw)
+  if stored['updated_at'] ~= mark or stored['state'] ~= state then return 0 end
+  redis.call('set', key, new)
+  return 1
+end
+"""
+    _SWAP = _SWAP_FUNCTION + "return swap(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
     _CLAIM_FUNCTION = """
 local function claim(key, job_id, job_prefix)
   local holder = redis.call('get', key)
@@ -190,16 +196,20 @@ local cancelled = redis.call('exists', KEYS[3])
 local count = redis.call('llen', KEYS[4])
 local holder = false
 if KEYS[5] then holder = redis.call('get', KEYS[5]) end
-local started = 0
 if leased == 1 and raw and ARGV[5] ~= '' and cancelled == 0 and (not KEYS[5] or holder == ARGV[6]) then
   local stored = cjson.decode(raw)
   if stored['updated_at'] == ARGV[3] and stored['state'] == ARGV[4] then
     redis.call('set', KEYS[2], ARGV[5])
-    started = 1
+    return {leased, false, cancelled, count, holder, 1}
   end
 end
-return {leased, raw, cancelled, count, holder, started}"""
+return {leased, raw, cancelled, count, holder, 0}"""
     _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+    _END = _SWAP_FUNCTION + """
+if #ARGV > 4 then redis.call('rpush', KEYS[3], unpack(ARGV, 5)) end
+local swapped = swap(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if redis.call('get', KEYS[2]) == ARGV[4] then redis.call('del', KEYS[2]) end
+return swapped"""
     _REFRESH = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
                 "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0")
 
@@ -230,15 +240,11 @@ return {leased, raw, cancelled, count, holder, started}"""
         if expected is None:
             return super().end_run(job_id, owner, change, progress=progress)
         changed = change(expected)
-        with self.client.pipeline(transaction=False) as pipe:  # in this order, in one round trip
-            if progress:
-                pipe.rpush(self._k("progress", job_id), *(_compact(event) for event in progress))
-            # EVAL, not a Script: redis-py checks a pipeline's Scripts with SCRIPT EXISTS first (one
-            # more round trip); the server keeps compiled scripts by their text's digest anyway
-            pipe.eval(self._SWAP, 1, self._k("job", job_id), _mark(expected), expected.state.value,
-                      changed.model_dump_json())
-            pipe.eval(self._RELEASE, 1, self._k("run", job_id), owner)
-            swapped = pipe.execute()[-2]
+        # the last progress events, the compare-and-set to the end state and the lease's release, in
+        # this order, in one script: one command to pack, send and parse
+        swapped = self._end(keys=[self._k("job", job_id), self._k("run", job_id), self._k("progress", job_id)],
+                            args=[_mark(expected), expected.state.value, changed.model_dump_json(), owner,
+                                  *(_compact(event) for event in progress)])
         self._leases.discard(job_id)
         return changed if swapped == 1 else self.update(job_id, change)
 
@@ -285,8 +291,11 @@ return {leased, raw, cancelled, count, holder, started}"""
         return bool(self.client.ping())
 
 
-def _compact(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"))
+def _compact(event: dict[str, Any]) -> bytes | str:
+    try:
+        return orjson.dumps(event)
+    except (orjson.JSONEncodeError, TypeError):  # e.g. lone surrogates in a message: json escapes them
+        return json.dumps(event, separators=(",", ":"))
 
 
 def _mark(status: JobStatus) -> str:
