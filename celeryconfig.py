@@ -88,5 +88,5 @@ broker_transport_options = {
     "polling_interval": float(_env("GUESTKIT_BROKER_POLL", "0.01")),
     # Redis: one step per contract priority (kombu's default buckets 0-9 into four steps)
     "queue_order_strategy": "priority",
-    "priority_steps": list(range(11)),
+    "priority_steps": list(range(10)),
 }

@@ -11,7 +11,8 @@ from celery import Celery
 from kombu import Queue
 
 import app.embedded_broker  # noqa: F401 - registers the embedded:// transport
-from app import shutdown
+import app.redis_transport  # noqa: F401 - kombu's Redis transport with one client per channel
+from app import gc_freeze, shutdown
 from app.adapter import JobTask
 from app.heartbeat import Heartbeat
 from app.registry import HandlerRegistry
@@ -30,6 +31,7 @@ app.conf.task_queues = [
     for pool in app.conf.guestkit_pools
 ]
 shutdown.enable(app.conf.guestkit_shutdown_grace)
+gc_freeze.enable()
 registry = HandlerRegistry.discover(app.conf.guestkit_extra_handlers)
 for _operation, _handler in registry.handlers.items():
     app.register_task(type(f"{_handler.__name__}Task", (JobTask,),
