@@ -1,16 +1,22 @@
 """Where the platform's per-job time goes: py-spy on the worker (main process and prefork children)
 and on the submitting process, while N ``system.echo`` jobs run through the Python API.
 
-    .venv/bin/python -m benchmarks.profile_job --broker embedded|redis|rabbitmq [--quick] [-n N]
+    .venv/bin/python -m benchmarks.profile_job --broker embedded|redis|rabbitmq [--quick] [-n N] [--cprofile]
 
 Prints, per side, the time per job spent inside each function of interest (inclusive), and the
 hottest functions by own time. Needs py-spy (``pip install py-spy``) and ptrace rights.
+
+py-spy counts a process as busy when it is runnable, so on a saturated machine waiting for a CPU
+shows up as work, mostly where a reply has just arrived (socket reads). ``--cprofile`` profiles the
+worker's processes with cProfile on the CPU clock instead (``benchmarks/cprofile_app.py``): exact
+call counts, nothing waited counted; every Python call is slower under it, so read the shares.
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import pstats
 import re
 import shutil
 import signal
@@ -113,9 +119,37 @@ def stop(proc: subprocess.Popen[bytes]) -> str:
     return err.decode(errors="replace")[-800:]
 
 
+def run_cprofile(setup, api, n: int) -> None:
+    """cProfile on the CPU clock in the worker's processes (``benchmarks/cprofile_app.py``): exact call
+    counts, and no waiting counted as work; every Python call costs more under it, so read the shares."""
+    out = setup.workspace / "cprofile"
+    worker = setup.platform_worker(env={"BENCH_CPROFILE_DIR": str(out)}, app_module="benchmarks.cprofile_app")
+    handles = [api.submit(echo_job(setup.tag, i)) for i in range(n)]
+    setup.wait_files([setup.results_dir / f"{h.job_id}-result.json" for h in handles], 600)
+    worker.stop()  # each process writes its profile as it ends
+    for role, title in (("child", "prefork children"), ("main", "worker main process")):
+        files = sorted(str(f) for f in out.glob(f"{role}-*.pstats"))
+        if not files:
+            print(f"\n## {title}: no profile written")
+            continue
+        stats = pstats.Stats(*files)
+        total = stats.total_tt  # type: ignore[attr-defined]
+        print(f"\n## {title} (cProfile, CPU clock, {len(files)} process(es)): {1000 * total / n:.2f} ms per job "
+              "under the profiler")
+        rows = [(ct, tt, nc, f"{name} ({Path(file).name}:{line})")
+                for (file, line, name), (_, nc, tt, ct, _) in stats.stats.items()]  # type: ignore[attr-defined]
+        for label, key in (("inclusive", 0), ("own time", 1)):
+            print(f"  by {label}: µs per job, share of the process, calls per job")
+            for row in sorted(rows, key=lambda r: r[key], reverse=True)[:18]:
+                share = 100 * row[key] / total
+                print(f"    {1e6 * row[key] / n:8.1f}  {share:5.1f} %  {row[2] / n:6.2f}  {row[3][:110]}")
+
+
 def main(argv: list[str]) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("-n", type=int, help="jobs (default 2,000; --quick 200)")
+    p.add_argument("--cprofile", action="store_true",
+                   help="cProfile on the CPU clock in the worker's processes instead of py-spy")
     args = p.parse_args(argv)
     if args.broker == "all":
         raise SystemExit("profile one broker at a time")
@@ -125,6 +159,9 @@ def main(argv: list[str]) -> int:
     try:
         header("profile of the per-job path", setup, f"{n} system.echo jobs")
         api = setup.platform_api()
+        if args.cprofile:
+            run_cprofile(setup, api, n)
+            return 0
         worker = setup.platform_worker()
         warm = [api.submit(echo_job(setup.tag, f"w{i}")) for i in range(30)]
         setup.wait_files([setup.results_dir / f"{h.job_id}-result.json" for h in warm], 60)
