@@ -208,22 +208,17 @@ def _check_structure(data: Any) -> int:
 
 
 def _json_bound(value: Any, depth: int) -> int | None:
-    """At least the length of ``json.dumps(value)`` (a character takes at most 12 bytes, as an
-    escaped surrogate pair); None if ``value`` is nested too deep or holds text that is not
-    valid Unicode."""
+    """At least the length of ``json.dumps(value)``; None if ``value`` is nested too deep or holds
+    text that is not valid Unicode."""
     if depth >= MAX_NESTING_DEPTH:
         return None
-    if isinstance(value, str):
-        return 12 * len(value) + 2 if value.isascii() or _is_unicode(value) else None
     if isinstance(value, dict):
         total = 2
         for key, child in value.items():
-            if isinstance(key, str) and not (key.isascii() or _is_unicode(key)):
+            key_bound, inner = _scalar_bound(key), _json_bound(child, depth + 1)
+            if key_bound is None or inner is None:
                 return None
-            inner = _json_bound(child, depth + 1)
-            if inner is None:
-                return None
-            total += inner + (12 * len(key) if isinstance(key, str) else 64) + 6
+            total += key_bound + inner + 4 + (0 if isinstance(key, str) else 2)  # ": ", ", ", quotes
         return total
     if isinstance(value, list):
         total = 2
@@ -233,10 +228,21 @@ def _json_bound(value: Any, depth: int) -> int | None:
                 return None
             total += inner + 2
         return total
+    return _scalar_bound(value)
+
+
+def _scalar_bound(value: Any) -> int | None:
+    """At least the length of ``json.dumps(value)`` for text, a number, a bool or None (an ASCII
+    character takes at most 6 bytes, as ``\\u001f``; any other 12, as an escaped surrogate pair);
+    None for text that is not valid Unicode."""
+    if isinstance(value, str):
+        if value.isascii():
+            return 6 * len(value) + 2
+        return 12 * len(value) + 2 if _is_unicode(value) else None
     if isinstance(value, bool) or value is None:
         return 5
     if isinstance(value, int):
-        return value.bit_length() // 3 + 2
+        return value.bit_length() // 3 + 3
     if isinstance(value, float):
         return 24
     return MAX_DOCUMENT_BYTES + 1  # anything else is written with str(): measure it

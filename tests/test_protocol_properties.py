@@ -107,3 +107,21 @@ def test_arbitrary_bytes_never_crash_the_validator(raw: bytes) -> None:
         validate(raw)
     except ValidationFailed as failure:
         assert all(PROBLEM.match(p) for p in failure.problems), failure.problems
+
+
+UNICODE_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]))
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | UNICODE_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.text(max_size=8) | st.integers() | st.floats() | st.booleans() | st.none(), inner, max_size=4),
+    max_leaves=20)
+
+
+@given(ANY_JSON)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_the_quick_size_bound_is_never_below_the_documents_json_length(value: Any) -> None:
+    """Documents handed over as dicts are measured from a bound; json.dumps writes them out only when
+    the bound is over the limit, so a bound below the real length would let an oversized one in."""
+    from app.validation import _json_bound
+
+    assert (_json_bound(value, 0) or 0) >= len(json.dumps(value))
