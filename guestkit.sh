@@ -11,16 +11,23 @@ PYTHON=${PYTHON:-python3}
 # command -> Debian package providing it
 DEBIAN_TOOLS="qemu-img:qemu-utils qemu-nbd:qemu-utils sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools \
 mke2fs:e2fsprogs debugfs:e2fsprogs fakeroot:fakeroot mkntfs:ntfs-3g"
-# needed by the test command only (browser test of Flower's pages)
-TEST_DEBIAN_TOOLS="chromium:chromium"
+# needed by the test command only: the browser test of Flower's pages, and the two real brokers
+# (the outage tests start and stop their own servers from these binaries)
+TEST_DEBIAN_TOOLS="chromium:chromium redis-server:redis-server rabbitmq-server:rabbitmq-server"
+# shared library -> Debian package (playwright's driver needs libatomic)
+TEST_DEBIAN_LIBS="libatomic.so.1:libatomic1"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 debian_packages() {
-  local missing=() tool pkg
+  local missing=() tool pkg lib
   for pair in $DEBIAN_TOOLS ${1:-}; do
     tool=${pair%%:*}; pkg=${pair##*:}
     PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  for pair in ${2:-}; do
+    lib=${pair%%:*}; pkg=${pair##*:}
+    /sbin/ldconfig -p 2>/dev/null | grep -q "$lib" || missing+=("$pkg")
   done
   "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
@@ -52,13 +59,22 @@ case "${1:-}" in
     ;;
   test)
     shift
-    debian_packages "$TEST_DEBIAN_TOOLS"; python_env
+    debian_packages "$TEST_DEBIAN_TOOLS" "$TEST_DEBIAN_LIBS"; python_env
+    # a marker expression (-m "not slow": the quick lane) also narrows the runs on each broker
+    marks="" args=()
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        -m) marks=$2; shift 2 ;;
+        -m*) marks=${1#-m}; shift ;;
+        *) args+=("$1"); shift ;;
+      esac
+    done
     "$VENV/bin/ruff" check .
-    "$VENV/bin/python" -m pytest -q "$@"
+    "$VENV/bin/python" -m pytest -q ${marks:+-m "$marks"} "${args[@]}"
     # the integration suite (marked "broker") once more on each real broker
     for broker in redis rabbitmq; do
       echo "guestkit: integration suite on $broker" >&2
-      "$VENV/bin/python" -m pytest -q -m broker --broker="$broker" "$@"
+      "$VENV/bin/python" -m pytest -q -m "broker${marks:+ and ($marks)}" --broker="$broker" "${args[@]}"
     done
     ;;
   *)

@@ -64,12 +64,6 @@ class Execution(Open):
     priority: int = Field(default=5, ge=1, le=10)
     cancellable: bool = True
 
-    @model_validator(mode="after")
-    def _attempt_within_max(self) -> Execution:
-        if self.attempt > self.max_attempts:
-            raise ValueError(f"attempt ({self.attempt}) must not exceed max_attempts ({self.max_attempts})")
-        return self
-
     @field_validator("timeout_seconds")
     @classmethod
     def _below_ceiling(cls, value: int, info: ValidationInfo) -> int:
@@ -184,6 +178,11 @@ class JobDocument(Open):
     @model_validator(mode="after")
     def _cross_field_rules(self) -> JobDocument:
         problems = []
+        if self.execution.attempt > self.execution.max_attempts:
+            problems.append(
+                f"execution.attempt: must not exceed execution.max_attempts ({self.execution.max_attempts}), "
+                f"got {self.execution.attempt}"
+            )
         match = PAYLOAD_TYPE.fullmatch(self.payload.type)
         if match and match["operation"] != self.operation:
             problems.append(

@@ -59,6 +59,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["CELERY_BROKER_URL"] = broker_url
     os.environ["GUESTKIT_STORE_URL"] = store_url
     config.addinivalue_line("markers", "broker: integration test that runs once per broker (--broker)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (chaos, outages, the browser, benchmark "
+                                       "smoke runs, big images); the quick lane -m 'not slow' leaves it out")
 
 
 def require_service_or_exit(url: str) -> None:

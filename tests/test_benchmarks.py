@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("script", [["throughput", "-n", "30"], ["latency", "-n", "5"]])
 def test_benchmark_script_runs_both_sides_and_prints_the_ratio(script: list[str]) -> None:

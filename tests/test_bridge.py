@@ -277,6 +277,7 @@ def test_files_present_before_start_and_duplicates(bridge_worker: Callable[..., 
     assert_nothing_left(jobs_dir)
 
 
+@pytest.mark.slow
 def test_burst_of_2000_files(bridge_worker: Callable[..., WorkerProcess], jobs_dir: Path) -> None:
     bridge_worker(concurrency=2)
     docs = [make_job(data={"n": n}) for n in range(2000)]
@@ -292,6 +293,7 @@ def test_burst_of_2000_files(bridge_worker: Callable[..., WorkerProcess], jobs_d
 
 
 # --- several bridges, crashes ---------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.broker
 def test_two_bridges_on_one_directory(start_worker: Callable[..., WorkerProcess],
                                       start_bridge: Callable[..., BridgeProcess], jobs_dir: Path,
@@ -312,6 +314,7 @@ def test_two_bridges_on_one_directory(start_worker: Callable[..., WorkerProcess]
     assert_nothing_left(jobs_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.broker
 def test_bridge_killed_mid_batch_then_restarted(start_worker: Callable[..., WorkerProcess],
                                                 start_bridge: Callable[..., BridgeProcess], jobs_dir: Path,
@@ -406,6 +409,7 @@ def _report(label: str, latencies: list[float]) -> tuple[float, float]:
     return p50, p95
 
 
+@pytest.mark.slow
 @pytest.mark.broker
 @pytest.mark.parametrize("interval", ["0.05", "0.01"])
 def test_latency_in_worker_bridge(bridge_worker: Callable[..., WorkerProcess], jobs_dir: Path, interval: str) -> None:

@@ -28,6 +28,7 @@ def _available(broker: str) -> None:
         pytest.skip(f"{binary} is not installed")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(420)
 @pytest.mark.parametrize("broker", ["embedded", "rabbitmq", "redis"])
 def test_chaos_quick(broker: str, tmp_path: Path) -> None:
@@ -51,6 +52,7 @@ def test_chaos_quick(broker: str, tmp_path: Path) -> None:
 
 
 # --- deterministic versions of what chaos can hit by chance ------------------------------------
+@pytest.mark.slow
 @pytest.mark.broker
 @pytest.mark.timeout(120)
 def test_duplicate_delivery_of_a_running_job_does_not_run_it_twice(start_worker, pool_name: str,

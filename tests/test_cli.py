@@ -64,6 +64,7 @@ def test_submit_json_and_failure_exit_code(cli_worker: WorkerProcess, tmp_path: 
     assert outcomes[0]["result"]["data"] == good["payload"]["data"]
 
 
+@pytest.mark.slow
 def test_submit_without_wait_then_status_result_jobs(cli_worker: WorkerProcess, tmp_path: Path) -> None:
     doc = make_job()
     run = celery("submit", "--json", str(write(tmp_path, doc)))
@@ -89,6 +90,7 @@ def test_submit_without_wait_then_status_result_jobs(cli_worker: WorkerProcess, 
     assert doc["job_id"] in {j["job_id"] for j in listed} and {j["state"] for j in listed} == {"completed"}
 
 
+@pytest.mark.slow
 def test_unknown_job_and_bad_input_go_to_stderr_with_exit_codes(tmp_path: Path) -> None:
     for command in ("status", "result", "cancel"):
         run = celery(command, "no-such-job-here")
@@ -108,6 +110,7 @@ def test_submit_wait_timeout(cli_worker: WorkerProcess, tmp_path: Path) -> None:
     assert celery("cancel", doc["job_id"]).returncode == 0
 
 
+@pytest.mark.slow
 def test_cancel_running_job(cli_worker: WorkerProcess, tmp_path: Path) -> None:
     started = tmp_path / "started"
     doc = make_job("test.sleep", {"seconds": 30, "started_file": str(started)})
@@ -121,6 +124,7 @@ def test_cancel_running_job(cli_worker: WorkerProcess, tmp_path: Path) -> None:
     assert again.returncode == 1 and "already ended" in again.stderr
 
 
+@pytest.mark.slow
 def test_validate_and_schema(tmp_path: Path) -> None:
     bad = make_job(priority=11)
     bad["job_id"] = "x"

@@ -293,6 +293,7 @@ def test_priority_runs_highest_first_on_embedded_broker(start_worker, pool_name:
     assert [by_id[job_id] for job_id in ran] == sorted(order, reverse=True)
 
 
+@pytest.mark.slow
 def test_worker_restart_between_submit_and_completion(start_worker, pool_name: str, tmp: Path) -> None:
     handle = api.submit(routed(sleep_job(tmp, 0.1), pool_name))
     assert handle.status().state is JobState.QUEUED
@@ -319,6 +320,7 @@ def test_killed_worker_job_is_redelivered_as_next_attempt(start_worker, pool_nam
     assert any(h.reason == "retry: worker lost" for h in handle.status().history)
 
 
+@pytest.mark.slow
 def test_sigterm_lets_in_flight_job_finish(start_worker, pool_name: str, tmp: Path) -> None:
     doc = routed(sleep_job(tmp, 1.5), pool_name)
     worker = start_worker(env={"GUESTKIT_POOLS": pool_name, "GUESTKIT_SHUTDOWN_GRACE": "20"})
@@ -329,6 +331,7 @@ def test_sigterm_lets_in_flight_job_finish(start_worker, pool_name: str, tmp: Pa
     assert result["status"] == "completed" and result["execution_summary"]["attempt"] == 1
 
 
+@pytest.mark.slow
 def test_sigterm_past_grace_leaves_job_for_another_worker(start_worker, pool_name: str, tmp: Path) -> None:
     doc = routed(sleep_job(tmp, 20, max_attempts=2), pool_name)
     doc["payload"]["data"]["retry_seconds"] = 0.1
@@ -366,6 +369,7 @@ def test_workers_advertise_themselves(shared_worker: WorkerProcess) -> None:
     assert advert["status"]["state"] == "online"
 
 
+@pytest.mark.slow
 def test_four_workers_share_a_backlog_and_losing_one_loses_nothing(start_worker, pool_name: str,
                                                                     tmp: Path) -> None:
     workers = [start_worker(name=f"many{i}", concurrency=1, env={"GUESTKIT_POOLS": pool_name}) for i in range(4)]
@@ -400,6 +404,7 @@ def test_duplicate_delivery_of_a_running_job_neither_reruns_nor_fails_it(shared_
                                                           JobState.COMPLETED]
 
 
+@pytest.mark.slow
 def test_job_whose_message_was_lost_is_published_again(start_worker, pool_name: str, tmp: Path) -> None:
     """Recorded queued, but its message never reached (or was lost by) the broker."""
     from app.states import JobStatus

@@ -18,7 +18,7 @@ from app.api import JobHandle, submit
 from tests.conftest import WorkerPool, WorkerProcess, make_job, routed, wait_for
 from tests.monitoring import ServiceProcess, flower, http_get
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 CREDENTIALS = ("monitor", uuid.uuid4().hex)
 SLEEP_SECONDS = 3.0

@@ -106,6 +106,7 @@ def _check_outcome(source: Any) -> str:
     return "accepted"
 
 
+@pytest.mark.slow
 @settings(max_examples=6000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(mutated_documents())
 def test_fuzz_mutated_documents_never_crash_and_name_their_fields(doc: dict[str, Any]) -> None:
@@ -125,6 +126,7 @@ def test_fuzz_mutated_documents_never_crash_and_name_their_fields(doc: dict[str,
                               b"\x00", b"\xff", b"\n"]), max_size=200).map(b"".join),
     VALUE.map(lambda v: json.dumps(v, allow_nan=True).encode("utf-8", errors="surrogatepass")),
 ))
+@pytest.mark.slow
 def test_fuzz_raw_bytes_never_crash(raw: bytes) -> None:
     _check_outcome(raw)
 

@@ -194,6 +194,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
                 client.delete(key)
 
 
+@pytest.mark.slow
 @pytest.mark.broker
 def test_jobs_by_operation_and_final_status(scene: Scene) -> None:
     scrape = scene.scrape()
@@ -300,6 +301,7 @@ def test_healthz_when_the_broker_is_unreachable(scene: Scene) -> None:
         broken.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.broker
 def test_healthz_when_the_store_is_unreachable(scene: Scene) -> None:
     broken = metrics(scene.log_dir, "--cache-seconds=0", name="metrics-no-store",

@@ -21,7 +21,7 @@ import pytest
 from tests.chaos import PrivateRabbit, PrivateRedis
 from tests.conftest import CELERY, ROOT, SESSION_DIR, WorkerPool, make_job, wait_for
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 
 def _need(binary: str) -> None:

@@ -12,7 +12,7 @@ from app import api
 from app.states import JobState
 from tests.conftest import SESSION_DIR, make_job, routed
 
-pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(180), pytest.mark.slow]
 
 
 @pytest.fixture

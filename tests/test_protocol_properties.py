@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,6 +81,7 @@ SEGMENT = r'(?:[A-Za-z0-9_$/-]+|"(?:[^"\\]|\\.)*")'
 PROBLEM = re.compile(rf"^(\(document\)|\(file\)|{SEGMENT}(\.{SEGMENT})*): .+", re.S)
 
 
+@pytest.mark.slow
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_documents(), st.data())
 def test_mutations_validate_or_name_their_field(doc: dict[str, Any], data: st.DataObject) -> None:

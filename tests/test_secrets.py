@@ -62,6 +62,7 @@ def _all_files(folder: Path) -> Iterator[Path]:
             yield path
 
 
+@pytest.mark.slow
 def test_password_never_reaches_logs_results_or_store(secured_redis: str, tmp_path: Path) -> None:
     """A worker and a submitter on a password-protected Redis broker and Redis job store: the banner,
     the log, the results, the job store's contents and the worker advertisement hold no password."""

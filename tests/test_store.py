@@ -279,6 +279,7 @@ def _hold_run(url: str, job_id: str, ready, out) -> None:
     time.sleep(60)  # killed by the test while holding the lease
 
 
+@pytest.mark.slow
 def test_run_lease_is_exclusive_and_ends_with_its_process(store: JobStore, store_url: str) -> None:
     job_id = f"job-{uuid.uuid4().hex[:10]}"
     context = multiprocessing.get_context("fork")
