@@ -154,7 +154,9 @@ class PrivateRabbit(Broker):
     def __init__(self, workspace: Path) -> None:
         super().__init__(workspace)
         self.port = free_port()
-        self.node = f"chaos{self.port}@localhost"
+        # a long name on the loopback address: needs no resolvable host name (a fresh root may have
+        # no /etc/hosts, and the Erlang distribution then fails on "localhost" with nxdomain)
+        self.node = f"chaos{self.port}@127.0.0.1"
         self.dir = workspace / "rabbitmq"
         self.dir.mkdir()
         self.dir.chmod(0o777)
@@ -163,7 +165,8 @@ class PrivateRabbit(Broker):
         (self.dir / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
         for name in ("enabled_plugins", "rabbitmq.conf"):
             (self.dir / name).chmod(0o666)
-        self.env = {**os.environ, "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_PORT": str(self.port),
+        self.env = {**os.environ, "RABBITMQ_NODENAME": self.node, "RABBITMQ_USE_LONGNAME": "true",
+                    "RABBITMQ_NODE_PORT": str(self.port),
                     "RABBITMQ_DIST_PORT": str(free_port()), "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
                     "RABBITMQ_LOG_BASE": str(self.dir / "log"),
                     "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
