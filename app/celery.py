@@ -10,13 +10,14 @@ import os
 from celery import Celery
 from kombu import Queue
 
-import app.embedded_broker  # noqa: F401 - registers the embedded:// transport
-import app.redis_transport  # noqa: F401 - kombu's Redis transport with one client per channel
-from app import gc_freeze, shutdown
-from app.adapter import JobTask
-from app.heartbeat import Heartbeat
-from app.registry import HandlerRegistry
-from app.timer_heap import TimerHeapCompactor
+import app.brokers.embedded  # noqa: F401 - registers the embedded:// transport
+import app.brokers.redis  # noqa: F401 - kombu's Redis transport with one client per channel
+from app.intake.bridge_step import BridgeStep
+from app.ops.heartbeat import Heartbeat
+from app.plugin.registry import installed
+from app.run import gc_freeze, shutdown
+from app.run.adapter import JobTask
+from app.run.timer_heap import TimerHeapCompactor
 
 MAX_PRIORITY = 10
 
@@ -32,14 +33,11 @@ app.conf.task_queues = [
 ]
 shutdown.enable(app.conf.guestkit_shutdown_grace)
 gc_freeze.enable()
-registry = HandlerRegistry.discover(app.conf.guestkit_extra_handlers)
-for _operation, _handler in registry.handlers.items():
+for _operation, _handler in installed(app.conf.guestkit_extra_handlers).handlers.items():
     app.register_task(type(f"{_handler.__name__}Task", (JobTask,),
                            {"name": _operation, "handler_class": _handler, "__module__": __name__})())
 app.steps["consumer"].add(Heartbeat)
 # finished jobs' time-limit timers would stay in the event loop's heap for their whole timeout
 app.steps["consumer"].add(TimerHeapCompactor)
-
-from app.bridge_step import BridgeStep  # noqa: E402 - the file-drop bridge runs on the worker's timer
-
+# the file-drop bridge runs on the worker's timer
 app.steps["consumer"].add(BridgeStep)

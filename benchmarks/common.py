@@ -106,8 +106,8 @@ class Setup:
     def platform_api(self):
         """The platform's Python API, configured for this workspace (import once per process)."""
         os.environ.update(self.platform_env)
-        from app import api
         from app.celery import app
+        from app.intake import api
 
         assert app.conf.broker_url == self.platform_env["CELERY_BROKER_URL"]
         # Celery prefers CELERY_BROKER_URL from the environment over any app's configuration: the

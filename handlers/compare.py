@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from app.handler import Handler, HandlerContext, HandlerResult
+from app.plugin.handler import Handler, HandlerContext, HandlerResult
 from handlers.guestos import read_groups, read_packages, read_services, read_users
 from handlers.guestos.packages import format_version, package_key
 from handlers.guestos.walk import TooManyEntries, walk

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from app.errors import ErrorCode, JobError
-from app.handler import Handler, HandlerContext, HandlerResult
+from app.plugin.errors import ErrorCode, JobError
+from app.plugin.handler import Handler, HandlerContext, HandlerResult
 from handlers.guestimage import ImageInfo, image_info, verify_checksum
 from handlers.guestimage.qemu import COMPRESSION_OPTIONS, compare_images, convert_image
 from handlers.payloads import ConvertPayloadV1

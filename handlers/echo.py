@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from app.handler import Handler, HandlerContext, HandlerResult
+from app.plugin.handler import Handler, HandlerContext, HandlerResult
 
 
 class EchoPayloadV1(BaseModel):

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from app.errors import ErrorCode, JobError
-from app.handler import Handler, HandlerContext, HandlerResult
+from app.plugin.errors import ErrorCode, JobError
+from app.plugin.handler import Handler, HandlerContext, HandlerResult
 from handlers.convert import check_image_source
 from handlers.guestimage import ImageInfo, image_info, open_guest, verify_checksum
 from handlers.guestimage.extwrite import ExtWriteError, ExtWriter

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from app.atomic import write_atomic
-from app.errors import ErrorCode, JobError
-from app.handler import HandlerContext
+from app.plugin.atomic import write_atomic
+from app.plugin.errors import ErrorCode, JobError
+from app.plugin.handler import HandlerContext
 from handlers.payloads import ImageRef
 from handlers.tree import GuestTree
 

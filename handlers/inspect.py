@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from app.errors import JobError
-from app.handler import Handler, HandlerContext, HandlerResult
+from app.plugin.errors import JobError
+from app.plugin.handler import Handler, HandlerContext, HandlerResult
 from handlers.guestos import (
     detect_os,
     read_cloud_init,

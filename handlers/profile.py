@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from app.errors import ErrorCode, JobError
-from app.handler import Handler, HandlerContext, HandlerResult
+from app.plugin.errors import ErrorCode, JobError
+from app.plugin.handler import Handler, HandlerContext, HandlerResult
 from handlers.guestos.checks import CATALOGUE, PROFILES, Facts, NotApplicable
 from handlers.imagejob import image_facts, open_image, phase_reporter, write_output
 from handlers.payloads import SEVERITY_ORDER, ProfilePayloadV1

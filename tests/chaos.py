@@ -12,7 +12,7 @@ What it does, in its own workspace (a temporary directory, removed at the end un
   and one ``celery -A app bridge`` process on a jobs directory;
 - submits ``--jobs`` jobs of mixed operations (test.count ok / retried / failing, system.echo,
   test.boom, guestkit.inspect on a small image, idempotency-key groups, some cancelled), a share
-  of them (``--file-share``) dropped as files for the bridge, the rest through ``app.api.submit``;
+  of them (``--file-share``) dropped as files for the bridge, the rest through ``app.intake.api.submit``;
 - meanwhile SIGKILLs a random worker process every ``--kill-interval`` seconds (a pool child, the
   main process alone, or the main process with all its children) and restarts what died; restarts
   the broker once (down for ``--broker-down`` seconds) and SIGKILLs and restarts the bridge once;
@@ -417,8 +417,8 @@ class Chaos:
         return doc, job
 
     def submit_all(self) -> None:
-        from app import api
-        from app.errors import ValidationFailed
+        from app.intake import api
+        from app.plugin.errors import ValidationFailed
 
         total = self.args.jobs
         spread = self.args.submit_seconds

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.paths import resolve_allowed
+from app.plugin.paths import resolve_allowed
 
 ELF_MACHINES = {"x86_64": (62, 2, 1), "aarch64": (183, 2, 1), "i386": (3, 1, 1), "s390x": (22, 2, 2)}
 
@@ -800,7 +800,7 @@ MAKERS: dict[str, Callable[[Path], dict[str, Any]]] = {"debian": make_debian_tre
 
 @dataclass
 class FakeContext:
-    """Implements ``app.handler.HandlerContext`` for calling handlers directly in tests."""
+    """Implements ``app.plugin.handler.HandlerContext`` for calling handlers directly in tests."""
 
     work_dir: Path
     allowed_dirs: list[Path]

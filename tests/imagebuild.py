@@ -539,6 +539,6 @@ class FakeContext:
         return self._cancel_after is not None and len(self.events) >= self._cancel_after
 
     def allowed_path(self, path: str | Path, *, must_exist: bool = True) -> Path:
-        from app.paths import resolve_allowed
+        from app.plugin.paths import resolve_allowed
 
         return resolve_allowed(path, self.allowed_dirs, must_exist=must_exist)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from app.errors import ErrorCode, JobError
-from app.handler import Handler, HandlerContext, HandlerResult
+from app.plugin.errors import ErrorCode, JobError
+from app.plugin.handler import Handler, HandlerContext, HandlerResult
 
 
 class SleepPayloadV1(BaseModel):

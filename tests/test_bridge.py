@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from app.bridge import CLAIMS, HOST
-from app.states import JobState, JobStatus
+from app.intake.bridge import CLAIMS, HOST
+from app.protocol.states import JobState, JobStatus
 from tests.conftest import CELERY, ENV, ROOT, SEED_JOB, WorkerProcess, make_job, wait_for
 
 RESULTS = Path(ENV["GUESTKIT_RESULTS_DIR"])
@@ -353,8 +353,8 @@ def test_claims_of_a_dead_bridge_are_recovered_exactly_once(start_worker: Callab
                                                             jobs_dir: Path, tmp_path: Path) -> None:
     """Every point a bridge can die at between claim and publish, set up exactly: the restarted bridge
     publishes what never reached the broker and nothing twice."""
-    from app import api
     from app.celery import app
+    from app.intake import api
 
     store = app.backend.store
     runs = tmp_path / "runs"
@@ -430,7 +430,7 @@ def test_latency_standalone_bridge(start_worker: Callable[..., WorkerProcess],
 
 # --- small pieces -----------------------------------------------------------------------------
 def test_rename_noreplace_and_claim_names(tmp_path: Path) -> None:
-    from app.bridge import claim_name, parse_claim_name, rename_noreplace
+    from app.intake.bridge import claim_name, parse_claim_name, rename_noreplace
 
     (tmp_path / "a").write_text("a")
     (tmp_path / "b").write_text("b")

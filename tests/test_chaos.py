@@ -59,8 +59,8 @@ def test_duplicate_delivery_of_a_running_job_does_not_run_it_twice(start_worker,
                                                                    tmp_path: Path) -> None:
     """A second delivery while the first still runs (a Redis visibility timeout, a republish) must wait
     for the run lease, not be taken for a dead worker (it was: BUG-10, found here, fixed by the run lease)."""
-    from app import api
-    from app.validation import validate
+    from app.intake import api
+    from app.protocol.validation import validate
     from tests.conftest import SESSION_DIR, make_job, routed, wait_for
 
     scratch = SESSION_DIR / "dup" / tmp_path.name
@@ -81,13 +81,14 @@ def test_duplicate_delivery_of_a_running_job_does_not_run_it_twice(start_worker,
 DIE_BEFORE_PUBLISH = """
 import os, sys
 from pathlib import Path
-import app.api
-from app.bridge import Bridge, BridgeConfig
+import app.celery
+import app.intake.submission
+from app.intake.bridge import Bridge, BridgeConfig
 
-def die(job, queued=None):  # the bridge process dies after the job is stored as queued, before the broker has it
+def die(*args, **kwargs):  # the bridge process dies after the job is stored as queued, before the broker has it
     os._exit(137)
 
-app.api.publish = die
+app.intake.submission.publish = die
 bridge = Bridge(BridgeConfig(jobs_dir=Path(sys.argv[1]), settle=0.0))
 while True:
     bridge.tick()
@@ -108,7 +109,7 @@ def test_bridge_dying_between_store_and_broker_loses_nothing(request: pytest.Fix
     died = subprocess.run([sys.executable, "-c", DIE_BEFORE_PUBLISH, str(jobs)], cwd=ROOT, timeout=60,
                           capture_output=True, text=True)
     assert died.returncode == 137, died.stderr[-2000:]
-    from app import api
+    from app.intake import api
 
     assert api.status(doc["job_id"]).state.value == "queued"
     start_worker(concurrency=1, env={"GUESTKIT_POOLS": pool_name})

@@ -21,7 +21,7 @@ def celery(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 
 def job_state(job_id: str) -> str | None:
-    from app.api import status
+    from app.intake.api import status
 
     current = status(job_id)
     return current.state.value if current else None

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.errors import ErrorCode, JobError
+from app.plugin.errors import ErrorCode, JobError
 from handlers.compare import CompareHandler, compare_trees
 from handlers.payloads import CompareOptions, ComparePayloadV1
 from handlers.tree import DirectoryTree

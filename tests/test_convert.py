@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.errors import ErrorCode, JobError
+from app.plugin.errors import ErrorCode, JobError
 from handlers.convert import ConvertHandler
 from handlers.guestimage import open_guest
 from handlers.payloads import ConvertPayloadV1

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from kombu import Connection, Exchange, Queue
 
-import app.embedded_broker as embedded
+import app.brokers.embedded as embedded
 
 
 def _consumer_script(url: str, on_message: str, then: str = "pass") -> str:
     """A Python program that takes one message from the ``jobs`` queue, runs ``on_message`` in its
     callback, then ``then``."""
     return (
-        "import os, sys, app.embedded_broker\n"
+        "import os, sys, app.brokers.embedded\n"
         "from kombu import Connection, Exchange, Queue\n"
         "q = Queue('jobs', Exchange('jobs'), 'jobs')\n"
         f"with Connection({url!r}) as c, c.Consumer(q, callbacks=[lambda b, m: {on_message}]):\n"
@@ -60,7 +60,7 @@ def test_message_taken_by_a_killed_consumer_comes_back(tmp_path: Path) -> None:
     queue = Queue("jobs", Exchange("jobs"), "jobs")
     _publish(url, queue, [{"n": 1}])
     script = (
-        "import os, app.embedded_broker\n"
+        "import os, app.brokers.embedded\n"
         "from kombu import Connection, Exchange, Queue\n"
         f"q = Queue('jobs', Exchange('jobs'), 'jobs')\n"
         f"with Connection({url!r}) as c, c.Consumer(q, callbacks=[lambda b, m: os.kill(os.getpid(), 9)]):\n"
@@ -116,7 +116,7 @@ def test_running_consumer_recovers_what_a_dead_unreaped_consumer_took(tmp_path: 
 def _publish_elsewhere(url: str, bodies: list[dict], priorities: list[int]) -> None:
     """Publish to queue ``jobs`` from another process."""
     script = (
-        "import sys, json, app.embedded_broker\n"
+        "import sys, json, app.brokers.embedded\n"
         "from kombu import Connection, Exchange, Queue\n"
         "q = Queue('jobs', Exchange('jobs'), 'jobs')\n"
         f"with Connection({url!r}) as c:\n"
@@ -212,7 +212,7 @@ def test_a_message_put_back_from_unacked_reaches_a_consumer_that_listed_the_fold
     queue = Queue("jobs", Exchange("jobs"), "jobs")
     got: list[dict] = []
     taker = (
-        "import os, app.embedded_broker\n"
+        "import os, app.brokers.embedded\n"
         "from kombu import Connection, Exchange, Queue\n"
         "q = Queue('jobs', Exchange('jobs'), 'jobs')\n"
         f"with Connection({url!r}) as c, c.Consumer(q, callbacks=[lambda b, m: os.kill(os.getpid(), 9)]):\n"

@@ -12,10 +12,10 @@ import psutil
 import pytest
 from celery.result import AsyncResult
 
-from app import api
 from app.celery import app as celery_app
-from app.errors import JobFailed, ValidationFailed
-from app.states import JobState
+from app.intake import api
+from app.plugin.errors import JobFailed, ValidationFailed
+from app.protocol.states import JobState
 from tests.conftest import SEED_JOB, SESSION_DIR, WorkerProcess, make_job, new_job_id, routed, wait_for
 
 pytestmark = pytest.mark.broker
@@ -358,7 +358,7 @@ def test_job_no_worker_can_run_waits_then_fails_capability_mismatch(start_worker
 
 
 def test_workers_advertise_themselves(shared_worker: WorkerProcess) -> None:
-    from app.store import open_store
+    from app.store.factory import open_store
 
     store = open_store(os.environ["GUESTKIT_STORE_URL"])
     advert = wait_for(lambda: next((a for a in store.workers() if a["worker_id"].startswith(shared_worker.name)),
@@ -391,7 +391,7 @@ def test_four_workers_share_a_backlog_and_losing_one_loses_nothing(start_worker,
 
 def test_duplicate_delivery_of_a_running_job_neither_reruns_nor_fails_it(shared_worker: WorkerProcess,
                                                                          tmp: Path) -> None:
-    from app.validation import validate
+    from app.protocol.validation import validate
 
     doc = sleep_job(tmp, 2)
     handle = api.submit(doc)
@@ -407,8 +407,8 @@ def test_duplicate_delivery_of_a_running_job_neither_reruns_nor_fails_it(shared_
 @pytest.mark.slow
 def test_job_whose_message_was_lost_is_published_again(start_worker, pool_name: str, tmp: Path) -> None:
     """Recorded queued, but its message never reached (or was lost by) the broker."""
-    from app.states import JobStatus
-    from app.store import open_store
+    from app.protocol.states import JobStatus
+    from app.store.factory import open_store
 
     doc = routed(sleep_job(tmp, 0), pool_name)
     store = open_store(os.environ["GUESTKIT_STORE_URL"])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import app.store.files as files
-from app.states import JobState, JobStatus
+from app.protocol.states import JobState, JobStatus
 from app.store.files import FileJobStore
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from app.errors import ErrorCode, JobError
-from app.handler import HandlerResult
+from app.plugin.errors import ErrorCode, JobError
+from app.plugin.handler import HandlerResult
 from handlers.fix import FixHandler
 from handlers.guestimage import open_guest
 from handlers.payloads import FixPayloadV1

@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
-from app.api import JobHandle, submit
+from app.intake.api import JobHandle, submit
 from tests.conftest import WorkerPool, WorkerProcess, make_job, routed, wait_for
 from tests.monitoring import ServiceProcess, flower, http_get
 

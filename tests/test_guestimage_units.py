@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import ErrorCode, JobError
+from app.plugin.errors import ErrorCode, JobError
 from handlers.guestimage import file_sha256, parse_fstab, verify_checksum
 from handlers.guestimage.lvm import lvm_crc
 from handlers.guestimage.lvmmeta import parse_lvm_text

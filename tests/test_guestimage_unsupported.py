@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import ErrorCode, JobError
+from app.plugin.errors import ErrorCode, JobError
 from handlers.guestimage import open_guest
 from tests.imagebuild import MiB, _lvm_metadata, _write_pv, build_image, sample_root
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.errors import ErrorCode, JobError
+from app.plugin.errors import ErrorCode, JobError
 from handlers.inspect import InspectHandler, inspect_tree
 from handlers.payloads import InspectOptions, InspectPayloadV1
 from handlers.tree import DirectoryTree

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app import api
+from app.intake import api
 from tests.conftest import SESSION_DIR, WorkerPool, WorkerProcess, make_job, routed
 from tests.guestdata import make_debian_tree, make_rhel_tree
 from tests.imagebuild import build_image

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.metrics import DURATION_BUCKETS, Histogram, JobTally, pools_to_watch, run_duration
-from app.states import JobState, JobStatus
-from app.store import JobStore, open_store
+from app.ops.metrics import DURATION_BUCKETS, Histogram, JobTally, pools_to_watch, run_duration
+from app.protocol.states import JobState, JobStatus
+from app.store.base import JobStore
+from app.store.factory import open_store
 from tests.conftest import CELERY, ROOT, WorkerPool, WorkerProcess, make_job, routed, wait_for
 from tests.monitoring import ServiceProcess, http_get, metrics
 

@@ -82,7 +82,7 @@ def _env(tmp: Path, broker_url: str, store_url: str | None = None, pool: str | N
 
 API = """
 import json, sys, time
-from app import api
+from app.intake import api
 out = {}
 doc = json.loads(sys.argv[1])
 started = time.monotonic()

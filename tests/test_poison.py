@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app import api
-from app.states import JobState
+from app.intake import api
+from app.protocol.states import JobState
 from tests.conftest import SESSION_DIR, make_job, routed
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180), pytest.mark.slow]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.errors import ErrorCode, JobError
+from app.plugin.errors import ErrorCode, JobError
 from handlers.guestos.checks import CATALOGUE
 from handlers.payloads import SEVERITY_ORDER, ProfilePayloadV1
 from handlers.profile import ProfileHandler, catalogue, profile_tree

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from app.errors import ErrorCode, ValidationFailed
-from app.protocol import MAX_DOCUMENT_BYTES, JobDocument
-from app.validation import validate
+from app.plugin.errors import ErrorCode, ValidationFailed
+from app.protocol.models import MAX_DOCUMENT_BYTES, JobDocument
+from app.protocol.validation import validate
 from tests.conftest import SEED_JOB
 
 
@@ -278,7 +278,7 @@ def test_seed_is_not_mutated_by_validation() -> None:
 
 @pytest.mark.parametrize("example", sorted((SEED_JOB.parent).glob("*.json")), ids=lambda p: p.name)
 def test_every_example_job_validates_with_the_registered_handlers(example: Path) -> None:
-    from app.registry import HandlerRegistry
+    from app.plugin.registry import HandlerRegistry
 
     job = validate(example, payload_models=HandlerRegistry.discover().payload_models)
     assert job.to_dict() == json.loads(example.read_text())

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.errors import ValidationFailed
-from app.validation import validate
+from app.plugin.errors import ValidationFailed
+from app.protocol.validation import validate
 
 IDENT = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1, max_size=8)
 JOB_ID = st.from_regex(r"\A[A-Za-z0-9_:-][A-Za-z0-9._:-]{7,40}\Z")
@@ -124,6 +124,6 @@ ANY_JSON = st.recursive(
 def test_the_quick_size_bound_is_never_below_the_documents_json_length(value: Any) -> None:
     """Documents handed over as dicts are measured from a bound; json.dumps writes them out only when
     the bound is over the limit, so a bound below the real length would let an oversized one in."""
-    from app.validation import _json_bound
+    from app.protocol.validation import _json_bound
 
     assert (_json_bound(value, 0) or 0) >= len(json.dumps(value))

@@ -1,4 +1,4 @@
-"""The platform's Redis transport (app/redis_transport.py): kombu's, with one client per channel."""
+"""The platform's Redis transport (app/brokers/redis.py): kombu's, with one client per channel."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 
 from kombu import Connection
 
-import app.redis_transport  # noqa: F401 - what importing ``app`` does: redis:// URLs get it
+import app.brokers.redis  # noqa: F401 - what importing ``app`` does: redis:// URLs get it
 from tests.brokers import REDIS_URL, require_service
 
 
@@ -14,7 +14,7 @@ def test_a_channel_keeps_one_client_until_it_makes_a_new_pool() -> None:
     require_service(REDIS_URL)
     with Connection(REDIS_URL) as conn:
         channel = conn.default_channel
-        assert type(channel).__module__ == "app.redis_transport"
+        assert type(channel).__module__ == "app.brokers.redis"
         with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
             assert first is second and first.ping()
         channel._disconnect_pools()  # what kombu does when the connection is lost

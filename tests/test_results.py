@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app.errors import ErrorCode, JobError
-from app.results import ErrorInfo, Metrics, failure_result, replayed_result, success_result
+from app.plugin.errors import ErrorCode, JobError
+from app.protocol.results import ErrorInfo, Metrics, failure_result, replayed_result, success_result
 
 T0 = datetime(2026, 1, 30, 15, 0, 0, tzinfo=UTC)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from app.schema import SCHEMA_FILE, builtin_schema, render
+from app.protocol.schema import SCHEMA_FILE, builtin_schema, render
 
 
 def test_committed_schema_matches_the_models() -> None:
     assert SCHEMA_FILE.read_text() == render(builtin_schema()), (
-        "schemas/job-v1.schema.json is stale: run `python -m app.schema`")
+        "schemas/job-v1.schema.json is stale: run `python -m app.protocol.schema`")
 
 
 def test_schema_covers_envelope_and_every_registered_payload() -> None:

@@ -79,7 +79,7 @@ def test_password_never_reaches_logs_results_or_store(secured_redis: str, tmp_pa
         worker = pool(concurrency=1, env=env)
         script = (
             "import json, sys\n"
-            "from app import api\n"
+            "from app.intake import api\n"
             "doc = json.loads(sys.argv[1])\n"
             "print(json.dumps(api.submit(doc).result(timeout=60)))\n"
             "print(api.status(doc['job_id']).model_dump_json())\n"
@@ -124,7 +124,7 @@ def test_submit_with_broker_down_masks_the_password(scheme: str, tmp_path: Path)
     doc = make_job()
     script = (
         "import json, sys\n"
-        "from app import api\n"
+        "from app.intake import api\n"
         "try:\n"
         "    api.submit(json.loads(sys.argv[1]))\n"
         "except api.SubmitFailed as exc:\n"

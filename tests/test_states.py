@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.states import TERMINAL_STATES, InvalidTransition, JobState, JobStatus
+from app.protocol.states import TERMINAL_STATES, InvalidTransition, JobState, JobStatus
 
 S = JobState
 ALLOWED = {

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from app.states import InvalidTransition, JobState, JobStatus, utc_now
-from app.store import Admission, JobStore, open_store
+from app.protocol.states import InvalidTransition, JobState, JobStatus, utc_now
+from app.store.base import Admission, JobStore
+from app.store.factory import open_store
 from tests.brokers import REDIS_URL, require_service
 
 

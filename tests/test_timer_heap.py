@@ -1,7 +1,7 @@
 """Finished jobs' time-limit timers do not pile up in the worker's event loop (issue 8: memory flat).
 
 With Redis or RabbitMQ every job arms a timer on the loop's kombu timer for its time limit; kombu only
-flags a cancelled timer and keeps it until its due time (the job's timeout). ``app.timer_heap``
+flags a cancelled timer and keeps it until its due time (the job's timeout). ``app.run.timer_heap``
 drops them; time limits themselves are covered by the timeout tests of ``tests/test_execution.py``.
 """
 
@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 from kombu.asynchronous import Hub
 
-from app import api
 from app.celery import app as celery_app
-from app.timer_heap import INTERVAL, TimerHeapCompactor, compact, heap_stats
+from app.intake import api
+from app.run.timer_heap import INTERVAL, TimerHeapCompactor, compact, heap_stats
 from tests.conftest import make_job, routed, wait_for
 
 

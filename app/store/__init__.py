@@ -1,5 +1,4 @@
-"""The job store: source of truth for job states, progress, idempotency claims and cancel requests."""
+"""The job store: source of truth for job states, progress, idempotency claims and cancel requests.
 
-from app.store.base import Admission, JobStore, KeyClaim, RunView, open_store
-
-__all__ = ["Admission", "JobStore", "KeyClaim", "RunView", "open_store"]
+``base`` holds the interface (``JobStore``, ``Admission``, ``KeyClaim``, ``RunView``), ``files`` and
+``redis`` its two implementations, ``factory.open_store(url)`` picks one."""

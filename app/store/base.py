@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.states import JobState, JobStatus
+from app.protocol.states import JobState, JobStatus
 
 
 @dataclass(frozen=True)
@@ -169,14 +169,3 @@ class JobStore(ABC):
     def latest_progress(self, job_id: str) -> dict[str, Any] | None:
         events = self.progress(job_id)
         return events[-1] if events else None
-
-
-def open_store(url: str) -> JobStore:
-    """The store named by ``url``: ``file:///path`` (or a plain path) or ``redis://host:port/db``."""
-    if url.startswith(("redis://", "rediss://")):
-        from app.store.redis import RedisJobStore
-
-        return RedisJobStore(url)
-    from app.store.files import FileJobStore
-
-    return FileJobStore(url.removeprefix("file://"))

@@ -63,8 +63,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from app.atomic import write_atomic
-from app.states import JobState, JobStatus
+from app.plugin.atomic import write_atomic
+from app.protocol.states import JobState, JobStatus
 from app.store.base import JobStore, KeyClaim, RunView
 
 #: lock files shared by all jobs (a job's lock is the stripe its id hashes to)

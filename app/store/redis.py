@@ -28,7 +28,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from app.states import JobState, JobStatus
+from app.protocol.states import JobState, JobStatus
 from app.store.base import Admission, JobStore, KeyClaim, RunView
 
 

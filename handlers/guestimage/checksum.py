@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from app.errors import ErrorCode, JobError
+from app.plugin.errors import ErrorCode, JobError
 
 from .errors import not_found
 

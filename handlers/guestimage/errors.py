@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.errors import ErrorCode, JobError
+from app.plugin.errors import ErrorCode, JobError
 
 
 def unsupported(message: str, **details: Any) -> JobError:

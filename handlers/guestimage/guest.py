@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from app.errors import JobError
+from app.plugin.errors import JobError
 from handlers.tree import read_text
 
 from . import lvm

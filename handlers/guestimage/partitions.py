@@ -7,7 +7,7 @@ import uuid
 import zlib
 from dataclasses import dataclass
 
-from app.errors import JobError
+from app.plugin.errors import JobError
 
 from .blockdev import BlockDevice
 from .errors import unsupported

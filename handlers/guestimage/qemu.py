@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from app.errors import ErrorCode, JobError
+from app.plugin.errors import ErrorCode, JobError
 
 _PERCENT = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
 #: formats with a compressed variant and the qemu-img options that produce it

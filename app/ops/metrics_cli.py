@@ -21,7 +21,7 @@ import click
 from celery.bin.base import CeleryCommand
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 
-from app.metrics import Monitor
+from app.ops.metrics import Monitor
 
 logger = logging.getLogger("guestkit.metrics")
 DEFAULT_PORT = 9808

@@ -1,5 +1,5 @@
 """JSON Schema of v1 job documents, generated from the models: the envelope, and each payload
-type a handler registers. ``python -m app.schema`` rewrites ``schemas/job-v1.schema.json``."""
+type a handler registers. ``python -m app.protocol.schema`` rewrites ``schemas/job-v1.schema.json``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from app.protocol import JobDocument
+from app.protocol.models import JobDocument
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "job-v1.schema.json"
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "job-v1.schema.json"
 
 
 def job_schema(payload_models: Mapping[str, Mapping[int, type[BaseModel]]]) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def job_schema(payload_models: Mapping[str, Mapping[int, type[BaseModel]]]) -> d
 
 
 def builtin_schema() -> dict[str, Any]:
-    from app.registry import HandlerRegistry
+    from app.plugin.registry import HandlerRegistry
 
     return job_schema(HandlerRegistry.discover().payload_models)
 

@@ -11,10 +11,10 @@ import psutil
 from pydantic import BaseModel, Field
 
 from app import __version__
-from app.protocol import SEMVER, JobDocument
-from app.registry import HandlerRegistry
-from app.settings import Settings
-from app.states import utc_now
+from app.plugin.registry import HandlerRegistry
+from app.protocol.models import SEMVER, JobDocument
+from app.protocol.states import utc_now
+from app.run.settings import Settings
 
 
 class Capabilities(BaseModel):

@@ -21,12 +21,13 @@ from celery import states as celery_states
 from celery.backends.base import KeyValueStoreBackend
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
-from app.atomic import write_atomic
-from app.errors import ErrorCode, JobFailed
-from app.results import ErrorInfo, ResultDocument, failure_result
-from app.settings import Settings
-from app.states import InvalidTransition, JobState, JobStatus, utc_now
-from app.store import JobStore, open_store
+from app.plugin.atomic import write_atomic
+from app.plugin.errors import ErrorCode, JobFailed
+from app.protocol.results import ErrorInfo, ResultDocument, failure_result
+from app.protocol.states import InvalidTransition, JobState, JobStatus, utc_now
+from app.run.settings import Settings
+from app.store.base import JobStore
+from app.store.factory import open_store
 
 #: our state → Celery state
 CELERY_STATE = {
@@ -136,7 +137,7 @@ class GuestkitBackend(KeyValueStoreBackend):
             state = CELERY_STATE[JobState(doc["status"])]
             result: Any = doc
             if state != celery_states.SUCCESS:
-                result = {"exc_type": "JobFailed", "exc_module": "app.errors", "exc_message": [doc]}
+                result = {"exc_type": "JobFailed", "exc_module": "app.plugin.errors", "exc_message": [doc]}
             return self.meta_from_decoded({"task_id": task_id, "status": state, "result": result,
                                            "traceback": None, "children": [], "date_done": doc.get(
                                                "completed_at") or doc.get("failed_at")})

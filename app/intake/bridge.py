@@ -37,16 +37,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from celery import Celery, current_app
 from pydantic import BaseModel, Field
 
-from app.api import SubmitFailed, publish, submit
-from app.api import pool_for as pool_for  # the queue a job is published to
-from app.atomic import write_atomic
-from app.errors import ErrorCode, ValidationFailed
-from app.protocol import JOB_ID_PATTERN, JobDocument
-from app.results import ErrorInfo, failure_result
-from app.states import InvalidTransition, JobState, JobStatus, utc_now
-from app.validation import read_document, validate
+from app.intake.submission import SubmitFailed, publish, submit
+from app.plugin.atomic import write_atomic
+from app.plugin.errors import ErrorCode, ValidationFailed
+from app.plugin.registry import installed
+from app.protocol.models import JOB_ID_PATTERN, JobDocument
+from app.protocol.results import ErrorInfo, failure_result
+from app.protocol.states import InvalidTransition, JobState, JobStatus, utc_now
+from app.protocol.validation import read_document, validate
 
 logger = logging.getLogger("guestkit.bridge")
 
@@ -107,14 +108,17 @@ class Bridge:
     """One bridge on one jobs directory. Call ``tick()`` often (a timer, a loop): each call claims
     new files, submits what is complete, and moves the files of jobs that ended."""
 
-    def __init__(self, config: BridgeConfig) -> None:
-        from app.celery import app, registry
-
+    def __init__(self, config: BridgeConfig, app: Celery | None = None) -> None:
+        """``app``: the guestkit Celery app to submit through (default: the current app, which
+        importing ``app.celery`` makes it)."""
+        app = app or current_app
+        if app.main != "guestkit":
+            raise RuntimeError(f"the Celery app {app.main!r} is not guestkit's: import app.celery first")
         self.config = config
         self.app = app
         self.backend = app.backend
         self.store = self.backend.store
-        self.payload_models = registry.payload_models
+        self.payload_models = installed(app.conf.guestkit_extra_handlers).payload_models
         self.timeout_ceiling: int = self.backend.settings.timeout_ceiling
         self.jobs_dir = config.jobs_dir.absolute()
         self.claims_dir = self.jobs_dir / CLAIMS
@@ -271,7 +275,7 @@ class Bridge:
         status = self.store.get(job.job_id)
         try:
             if status is None:
-                submit(job, keep_queued_on_broker_error=True)
+                submit(self.app, job, keep_queued_on_broker_error=True)
                 logger.info("bridge: %s submitted as job %s", claim.name, job.job_id)
             elif claim.recovered or claim.unpublished:
                 self._republish_if_unsure(job, status)
@@ -303,7 +307,7 @@ class Bridge:
             return
         logger.warning("bridge: job %s may not have reached the broker; publishing it (again)", job.job_id)
         try:
-            publish(job)
+            publish(self.app, job)
         except Exception as exc:  # noqa: BLE001 - the broker is unreachable: kept, tried again
             raise SubmitFailed(f"could not queue the job: {type(exc).__name__}: {exc}") from exc
 

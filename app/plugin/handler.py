@@ -1,5 +1,5 @@
-"""What a handler is and what it is given. No Celery here: handlers import only this module,
-``app.errors`` and ``app.paths``.
+"""What a handler is and what it is given. No Celery here: handlers import nothing of ``app`` but
+``app.plugin`` (this module, ``errors``, ``paths``, ``atomic``).
 
 A handler is a class with an ``operation`` name, one pydantic payload model per payload
 version, the features it brings, and ``execute(ctx, payload)``. It is registered under the
@@ -66,4 +66,4 @@ class Handler(ABC):
 
     @abstractmethod
     def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:
-        """Run the operation. Raise ``app.errors.JobError`` for failures with a contract code."""
+        """Run the operation. Raise ``app.plugin.errors.JobError`` for failures with a contract code."""

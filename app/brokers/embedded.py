@@ -586,4 +586,4 @@ def _worker_stopping() -> bool:
     return state.should_stop is not None or state.should_terminate is not None
 
 
-TRANSPORT_ALIASES.setdefault("embedded", "app.embedded_broker:Transport")
+TRANSPORT_ALIASES.setdefault("embedded", "app.brokers.embedded:Transport")

@@ -20,12 +20,13 @@ from typing import Any
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from app.api import publish
-from app.errors import ErrorCode, JobError
-from app.protocol import JobDocument
-from app.results import ErrorInfo, failure_result
-from app.states import InvalidTransition, JobState, utc_now
-from app.workers import build_advert, unmet_constraints
+from app.intake.submission import publish
+from app.plugin.errors import ErrorCode, JobError
+from app.plugin.registry import installed
+from app.protocol.models import JobDocument
+from app.protocol.results import ErrorInfo, failure_result
+from app.protocol.states import InvalidTransition, JobState, utc_now
+from app.run.workers import build_advert, unmet_constraints
 
 logger = logging.getLogger(__name__)
 REQUEUE_LEASE = "__requeue__"
@@ -41,10 +42,8 @@ class Heartbeat(bootsteps.StartStopStep):
         self.requeued_at: dict[str, float] = {}
 
     def start(self, consumer: Any) -> None:
-        from app.celery import registry
-
         self.consumer = consumer
-        self.registry = registry
+        self.registry = installed(consumer.app.conf.guestkit_extra_handlers)
         self.backend = consumer.app.backend
         self.settings = self.backend.settings
         self.beat()
@@ -112,7 +111,8 @@ class Heartbeat(bootsteps.StartStopStep):
             document = store.document(status.job_id)
             if document is None:
                 continue
-            publish(JobDocument.from_json_object(document, timeout_ceiling=self.settings.timeout_ceiling))
+            job = JobDocument.from_json_object(document, timeout_ceiling=self.settings.timeout_ceiling)
+            publish(self.consumer.app, job)
             self.requeued_at[status.job_id] = clock
             logger.warning("[%s] queued for %.0f s: published again in case the broker lost its message",
                            status.job_id, (now - queued_at).total_seconds())

@@ -1,6 +1,6 @@
 """Keep the event loop's timer heap free of cancelled time-limit timers.
 
-Why: every job is published with ``soft_time_limit``/``time_limit`` (``app.api.publish``). With an
+Why: every job is published with ``soft_time_limit``/``time_limit`` (``app.intake.api.publish``). With an
 event loop (Redis, RabbitMQ) the prefork pool arms one timer per job on the loop's kombu timer
 (``celery/concurrency/asynpool.py``, ``AsynPool._create_timelimit_handlers``: ``on_timeout_set``
 calls ``hub.call_later(soft, ...)``) and, when the job finishes, ``on_timeout_cancel`` only calls

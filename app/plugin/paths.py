@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from app.errors import ErrorCode, JobError
+from app.plugin.errors import ErrorCode, JobError
 
 
 def resolve_allowed(path: str | os.PathLike[str], allowed_dirs: list[Path], *, must_exist: bool = True) -> Path:

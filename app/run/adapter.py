@@ -21,18 +21,19 @@ from typing import Any, ClassVar, NoReturn
 from celery import Task
 from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 
-from app.backend import GuestkitBackend
-from app.context import JobContext
-from app.errors import ErrorCode, JobError, JobFailed, ValidationFailed
-from app.handler import Handler
-from app.interrupts import CancelRequested, cancel_watch, kill_children
-from app.protocol import JobDocument
-from app.results import ErrorInfo, Metrics, ResultDocument, failure_result, replayed_result, success_result
-from app.settings import Settings
-from app.states import InvalidTransition, JobState, JobStatus, utc_now
-from app.store import RunView
-from app.validation import validate
-from app.workers import WorkerAdvert, build_advert, unmet_constraints
+from app.plugin.errors import ErrorCode, JobError, JobFailed, ValidationFailed
+from app.plugin.handler import Handler
+from app.plugin.registry import installed
+from app.protocol.models import JobDocument
+from app.protocol.results import ErrorInfo, Metrics, ResultDocument, failure_result, replayed_result, success_result
+from app.protocol.states import InvalidTransition, JobState, JobStatus, utc_now
+from app.protocol.validation import validate
+from app.run.backend import GuestkitBackend
+from app.run.context import JobContext
+from app.run.interrupts import CancelRequested, cancel_watch, kill_children
+from app.run.settings import Settings
+from app.run.workers import WorkerAdvert, build_advert, unmet_constraints
+from app.store.base import RunView
 
 logger = logging.getLogger(__name__)
 #: seconds before a job whose store could not be reached is looked at again
@@ -66,7 +67,7 @@ class JobTask(Task):
         """Run the job; return its status and where its result document is, as one short string
         (the task's return value is logged, pickled to the worker's main process and put into the
         task-succeeded event: a whole result document would cost each of them on every job).
-        ``queued``: the status the job was queued with, as ``app.api.submit`` stored it."""
+        ``queued``: the status the job was queued with, as ``app.intake.api.submit`` stored it."""
         try:
             doc = self._run(document, queued)
             return f"{doc['status']}: {self.settings.result_path(doc['job_id'])}"
@@ -200,9 +201,7 @@ class JobTask(Task):
     @cached_property
     def _advert(self) -> WorkerAdvert:
         """What this worker offers, as it advertises it."""
-        from app.celery import registry
-
-        return build_advert(self.settings, registry, self._worker_id, 1, 0)
+        return build_advert(self.settings, installed(self.app.conf.guestkit_extra_handlers), self._worker_id, 1, 0)
 
     def _check_constraints(self, job: JobDocument, status: JobStatus) -> None:
         """Run only where every constraint is met. Elsewhere the job goes back to the queue for

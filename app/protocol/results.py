@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.errors import JobError
+from app.plugin.errors import JobError
 
 
 class ExecutionSummary(BaseModel):

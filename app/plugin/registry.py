@@ -3,13 +3,14 @@ named in configuration (``module:Class``)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 
 from kombu.utils.imports import symbol_by_name
 from pydantic import BaseModel
 
-from app.handler import Handler
+from app.plugin.handler import Handler
 
 ENTRY_POINT_GROUP = "guestkit_worker.handlers"
 
@@ -38,3 +39,14 @@ class HandlerRegistry:
     @property
     def features(self) -> list[str]:
         return sorted({f for h in self.handlers.values() for f in h.features})
+
+
+def installed(extra: Iterable[str] = ()) -> HandlerRegistry:
+    """The handlers installed in this environment plus the ``extra`` classes named
+    (``guestkit_extra_handlers``), found once per process for each set of extras."""
+    return _discover(tuple(extra))
+
+
+@functools.cache
+def _discover(extra: tuple[str, ...]) -> HandlerRegistry:
+    return HandlerRegistry.discover(extra)

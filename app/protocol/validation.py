@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from app.errors import ErrorCode, ValidationFailed
-from app.protocol import (
+from app.plugin.errors import ErrorCode, ValidationFailed
+from app.protocol.models import (
     DEFAULT_TIMEOUT_CEILING,
     MAX_DOCUMENT_BYTES,
     MAX_NESTING_DEPTH,

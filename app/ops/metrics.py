@@ -1,6 +1,6 @@
 """Prometheus metrics and a health report of the platform, read from the job store and the broker.
 
-Served by ``celery -A app metrics`` (``app/metrics_cli.py``), a process of its own. Flower's
+Served by ``celery -A app metrics`` (``app/ops/metrics_cli.py``), a process of its own. Flower's
 ``/metrics`` counts Celery events it saw while it ran; these come from the job store (the source of
 truth), so they survive restarts and see every host, and add what Flower cannot see: final statuses
 by operation, run durations, jobs in each contract state, queue depth per pool, worker heartbeats.
@@ -30,8 +30,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.states import JobState, JobStatus, utc_now
-from app.store import JobStore, open_store
+from app.protocol.states import JobState, JobStatus, utc_now
+from app.store.base import JobStore
+from app.store.factory import open_store
 
 logger = logging.getLogger("guestkit.metrics")
 

@@ -35,10 +35,11 @@ from celery.bin.base import CeleryCommand
 from celery.bin.control import status as celery_status
 from celery.bin.result import result as celery_result
 
-from app import api
-from app.bridge import Bridge, BridgeConfig, run
-from app.errors import ValidationFailed
-from app.states import JobState, JobStatus
+from app.intake import api
+from app.intake.bridge import Bridge, BridgeConfig, run
+from app.plugin.errors import ValidationFailed
+from app.plugin.registry import HandlerRegistry, installed
+from app.protocol.states import JobState, JobStatus
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -64,10 +65,10 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-def _platform() -> tuple[Any, Any]:
-    from app.celery import app, registry
+def _platform() -> tuple[Any, HandlerRegistry]:
+    from app.celery import app
 
-    return app, registry
+    return app, installed(app.conf.guestkit_extra_handlers)
 
 
 # --- submit ---------------------------------------------------------------------------------
@@ -309,7 +310,7 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
 @json_option
 def validate(files: tuple[Path, ...], as_json: bool) -> None:
     """Check job files against the v1 contract; print every problem with its field path."""
-    from app.validation import validate as check
+    from app.protocol.validation import validate as check
 
     app, registry = _platform()
     reports: list[dict[str, Any]] = []
@@ -356,7 +357,7 @@ def workers(as_json: bool) -> None:
 @click.command(cls=CeleryCommand)
 def schema() -> None:
     """Print the JSON Schema of v1 job documents (every registered payload type included)."""
-    from app.schema import job_schema, render
+    from app.protocol.schema import job_schema, render
 
     click.echo(render(job_schema(_platform()[1].payload_models)), nl=False)
 
@@ -384,7 +385,7 @@ def bridge(jobs_dir: Path | None, interval: float | None, settle: float | None, 
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
-    runner = Bridge(config)
+    runner = Bridge(config, app)
     logging.getLogger("guestkit.bridge").info("bridge: watching %s (pid %s)", runner.jobs_dir, os.getpid())
     run(runner, interval, should_stop=lambda: bool(stopping))
     logging.getLogger("guestkit.bridge").info("bridge: stopped")

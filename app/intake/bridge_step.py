@@ -15,8 +15,8 @@ from typing import Any
 
 from celery import bootsteps
 
-from app.bridge import Bridge, BridgeConfig, DirectoryWatch
-from app.settings import Settings
+from app.intake.bridge import Bridge, BridgeConfig, DirectoryWatch
+from app.run.settings import Settings
 
 logger = logging.getLogger("guestkit.bridge")
 
@@ -40,7 +40,7 @@ class BridgeStep(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         if self.bridge is None:  # kept across consumer restarts (broker reconnects)
-            self.bridge = Bridge(self.config)
+            self.bridge = Bridge(self.config, parent.app)
         self.timer = parent.timer
         self._schedule(self.interval)
         hub = getattr(parent, "hub", None)

@@ -36,4 +36,4 @@ class Transport(redis.Transport):
 
 
 for _scheme in ("redis", "rediss"):
-    TRANSPORT_ALIASES[_scheme] = "app.redis_transport:Transport"
+    TRANSPORT_ALIASES[_scheme] = "app.brokers.redis:Transport"

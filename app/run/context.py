@@ -11,10 +11,10 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from app.paths import resolve_allowed
-from app.protocol import JobDocument, ProgressEvent
-from app.states import utc_now
-from app.store import JobStore
+from app.plugin.paths import resolve_allowed
+from app.protocol.models import JobDocument, ProgressEvent
+from app.protocol.states import utc_now
+from app.store.base import JobStore
 
 logger = logging.getLogger("guestkit.job")
 #: progress events reported closer together than this are written (and sent to Flower) together

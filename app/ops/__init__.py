@@ -1,0 +1,1 @@
+"""Operating the platform: worker heartbeats and the requeue duty, and Prometheus metrics."""
