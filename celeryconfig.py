@@ -37,6 +37,8 @@ guestkit_bridge_interval = float(_env("GUESTKIT_BRIDGE_INTERVAL", "0.01"))
 guestkit_bridge_settle = float(_env("GUESTKIT_BRIDGE_SETTLE", "1.0"))
 #: directories every payload path must resolve into (colon separated)
 guestkit_allowed_dirs = [_abs(p) for p in _list("GUESTKIT_ALLOWED_DIRS", ".", ",:")]
+#: backing files an image may have below it (each inside the allowed dirs); 0 = no backing file at all
+guestkit_max_chain_depth = int(_env("GUESTKIT_MAX_CHAIN_DEPTH", "0"))
 guestkit_work_dir = _abs(_env("GUESTKIT_WORK_DIR", os.path.join(guestkit_home, "work")))
 guestkit_timeout_ceiling = int(_env("GUESTKIT_TIMEOUT_CEILING", "86400"))
 #: seconds between the soft time limit (job ends ``timeout``) and the hard kill

@@ -11,17 +11,16 @@ from pydantic import BaseModel
 
 from app.plugin.errors import ErrorCode, JobError
 from app.plugin.handler import Handler, HandlerContext, HandlerResult
-from handlers.guestimage import ImageInfo, image_info, verify_checksum
+from handlers.guestimage import ImageInfo, pinned_image, verify_checksum
 from handlers.guestimage.qemu import COMPRESSION_OPTIONS, compare_images, convert_image
+from handlers.imagejob import image_policy
 from handlers.payloads import ConvertPayloadV1
 
 GiB = 1024 ** 3
 
 
-def check_image_source(ctx: HandlerContext, info: ImageInfo) -> None:
-    """Backing and external files must be allowed paths too; the disk size limit applies."""
-    for extra in ([info.backing_file] if info.backing_file else []) + info.external_files:
-        ctx.allowed_path(extra)
+def check_image_size(ctx: HandlerContext, info: ImageInfo) -> None:
+    """The job's disk size limit (``constraints.maximum_disk_size_gb``)."""
     if ctx.max_disk_size_gb is not None and info.virtual_size > ctx.max_disk_size_gb * GiB:
         raise JobError(ErrorCode.UNSUPPORTED_IMAGE,
                        f"image virtual size {info.virtual_size} bytes exceeds maximum_disk_size_gb="
@@ -57,8 +56,33 @@ class ConvertHandler(Handler):
         if payload.source.checksum:
             verify_checksum(source, payload.source.checksum, _checksum_progress(ctx, 1, 10))
         ctx.report_progress("disk_attach", 10, "reading source image")
-        info = image_info(str(source), payload.source.format)
-        check_image_source(ctx, info)
+        with pinned_image(source, payload.source.format, image_policy(ctx)) as image:
+            assert image.info is not None
+            check_image_size(ctx, image.info)
+            compress, verified, notes = self._convert(ctx, payload, image.qemu_name, image.info, target)
+        with pinned_image(target, payload.target.format, image_policy(ctx)) as written:
+            result_info = written.info
+            assert result_info is not None
+        info = image.info
+        target_format = payload.target.format
+        data = {
+            "source": {"path": str(source), "format": info.format, "virtual_size": info.virtual_size,
+                       "actual_size": info.actual_size, "checksum_verified": bool(payload.source.checksum)},
+            "target": {"path": str(target), "format": target_format, "virtual_size": result_info.virtual_size,
+                       "actual_size": result_info.actual_size, "compressed": compress,
+                       "subformat": "streamOptimized" if compress and target_format == "vmdk" else None},
+            "verified": verified,
+            "sparse": payload.options.preserve_sparse,
+            "notes": notes,
+            "duration_seconds": round(time.monotonic() - started, 3),
+        }
+        ctx.report_progress("cleanup", 100, "done")
+        return HandlerResult(data=data, primary=str(target), disk_read_bytes=info.actual_size,
+                             disk_write_bytes=Path(target).stat().st_size)
+
+    def _convert(self, ctx: HandlerContext, payload: ConvertPayloadV1, source: str, info: ImageInfo,
+                 target: Path) -> tuple[bool, bool | None, list[str]]:
+        """Convert the checked source (its pinned qemu name) to ``target``; (compressed, verified, notes)."""
         target_format = payload.target.format
         compress = payload.target.compression and target_format in COMPRESSION_OPTIONS
         notes = []
@@ -82,24 +106,10 @@ class ConvertHandler(Handler):
                                                    cancelled=ctx.cancel_requested)
                 if not verified:
                     raise JobError(ErrorCode.EXECUTION_ERROR, f"converted image differs from the source: {message}",
-                                   details={"source": str(source), "target": str(target)}, recoverable=False)
+                                   details={"source": info.path, "target": str(target)}, recoverable=False)
             os.replace(partial, target)
         finally:
             if partial.exists():
                 partial.unlink()
         ctx.report_progress("cleanup", 95, "conversion finished")
-        result_info = image_info(str(target), target_format)
-        data = {
-            "source": {"path": str(source), "format": info.format, "virtual_size": info.virtual_size,
-                       "actual_size": info.actual_size, "checksum_verified": bool(payload.source.checksum)},
-            "target": {"path": str(target), "format": target_format, "virtual_size": result_info.virtual_size,
-                       "actual_size": result_info.actual_size, "compressed": compress,
-                       "subformat": "streamOptimized" if compress and target_format == "vmdk" else None},
-            "verified": verified,
-            "sparse": payload.options.preserve_sparse,
-            "notes": notes,
-            "duration_seconds": round(time.monotonic() - started, 3),
-        }
-        ctx.report_progress("cleanup", 100, "done")
-        return HandlerResult(data=data, primary=str(target), disk_read_bytes=info.actual_size,
-                             disk_write_bytes=Path(target).stat().st_size)
+        return bool(compress), verified, notes

@@ -13,11 +13,12 @@ from pydantic import BaseModel
 
 from app.plugin.errors import ErrorCode, JobError
 from app.plugin.handler import Handler, HandlerContext, HandlerResult
-from handlers.convert import check_image_source
-from handlers.guestimage import ImageInfo, image_info, open_guest, verify_checksum
+from handlers.convert import check_image_size
+from handlers.guestimage import ImageInfo, PinnedImage, open_guest, open_pinned, pinned_image, verify_checksum
 from handlers.guestimage.extwrite import ExtWriteError, ExtWriter
 from handlers.guestimage.qemu import COMPRESSION_OPTIONS, convert_image
 from handlers.guestimage.repairs import PLANNERS, Plan, RepairError, apply_edits
+from handlers.imagejob import image_policy
 from handlers.payloads import FixOperation, FixPayloadV1
 
 
@@ -79,30 +80,34 @@ class FixHandler(Handler):
         if payload.image.checksum:
             verify_checksum(paths.source, payload.image.checksum,
                             lambda pct, msg: ctx.report_progress("validation", 1 + pct * 8 // 100, msg))
-        info = image_info(str(paths.source), payload.image.format)
-        check_image_source(ctx, info)
-        if info.snapshots or info.has_backing_file or info.external_files:
-            raise _fail(ErrorCode.UNSUPPORTED_IMAGE,
-                        "images with snapshots, backing files or external data files are not fixed "
-                        "(they would be silently flattened)",
-                        snapshots=[s.get("name") for s in info.snapshots], backing_file=info.backing_file,
-                        external_files=info.external_files)
-        if payload.dry_run:
-            return self._dry_run(ctx, payload, paths, info, started)
-        work = ctx.work_dir / f"fix-{ctx.job_id}.raw"
-        try:
-            return self._fix(ctx, payload, paths, info, work, started)
-        finally:
-            ctx.report_progress("cleanup", 99, "removing the working copy")
-            if work.exists():
-                work.unlink()
+        with pinned_image(paths.source, payload.image.format, image_policy(ctx)) as image:
+            info = image.info
+            assert info is not None
+            check_image_size(ctx, info)
+            if info.snapshots or info.has_backing_file or info.external_files:
+                raise _fail(ErrorCode.UNSUPPORTED_IMAGE,
+                            "images with snapshots, backing files or external data files are not fixed "
+                            "(they would be silently flattened)",
+                            snapshots=[s.get("name") for s in info.snapshots], backing_file=info.backing_file,
+                            external_files=info.external_files)
+            if payload.dry_run:
+                return self._dry_run(ctx, payload, paths, image, started)
+            work = ctx.work_dir / f"fix-{ctx.job_id}.raw"
+            try:
+                return self._fix(ctx, payload, paths, image, work, started)
+            finally:
+                ctx.report_progress("cleanup", 99, "removing the working copy")
+                if work.exists():
+                    work.unlink()
 
     # -- dry run ---------------------------------------------------------------------------------------
-    def _dry_run(self, ctx: HandlerContext, payload: FixPayloadV1, paths: _Paths, info: ImageInfo,
+    def _dry_run(self, ctx: HandlerContext, payload: FixPayloadV1, paths: _Paths, image: PinnedImage,
                  started: float) -> HandlerResult:
+        info = image.info
+        assert info is not None
         ctx.report_progress("disk_attach", 10, "opening the image read-only")
         changes: list[dict[str, Any]] = []
-        with open_guest(paths.source, info.format) as guest:
+        with open_pinned(image) as guest:
             guest.root_tree()
             ctx.report_progress("disk_inspection", 30, "planning operations")
             for index, op in enumerate(payload.operations):
@@ -123,11 +128,12 @@ class FixHandler(Handler):
         return HandlerResult(data=data, primary=None)
 
     # -- real run ----------------------------------------------------------------------------------------
-    def _fix(self, ctx: HandlerContext, payload: FixPayloadV1, paths: _Paths, info: ImageInfo, work: Path,
+    def _fix(self, ctx: HandlerContext, payload: FixPayloadV1, paths: _Paths, image: PinnedImage, work: Path,
              started: float) -> HandlerResult:
-        assert paths.output is not None
+        info = image.info
+        assert paths.output is not None and info is not None
         ctx.report_progress("disk_attach", 10, f"copying the {info.format} image to a raw working copy")
-        convert_image(paths.source, info.format, work, "raw", cancelled=ctx.cancel_requested,
+        convert_image(image.qemu_name, info.format, work, "raw", cancelled=ctx.cancel_requested,
                       progress=lambda pct: ctx.report_progress("disk_attach", 10 + int(pct * 0.2),
                                                                f"working copy: {pct:.0f}%"))
         changes: list[dict[str, Any]] = []

@@ -17,7 +17,7 @@ from handlers.payloads import ImageRef
 from handlers.tree import GuestTree
 
 if TYPE_CHECKING:
-    from handlers.guestimage import Guest
+    from handlers.guestimage import Guest, ImagePolicy
 
 #: (phase, percent, message) — the signature of ``HandlerContext.report_progress`` without details
 PhaseProgress = Callable[[str, int, str], None]
@@ -28,6 +28,14 @@ def image_facts(guest: Guest) -> dict[str, Any]:
     info = guest.image
     return {"path": info.path, "format": info.format, "virtual_size": info.virtual_size,
             "actual_size": info.actual_size, "compressed": info.compressed}
+
+
+def image_policy(ctx: HandlerContext) -> ImagePolicy:
+    """What an image of this job may make qemu open: files in the allowed directories, and at
+    most ``max_chain_depth`` backing files."""
+    from handlers.guestimage import ImagePolicy
+
+    return ImagePolicy(tuple(ctx.allowed_dirs), ctx.max_chain_depth)
 
 
 def check_cancel(ctx: HandlerContext, phase: str) -> None:
@@ -70,7 +78,7 @@ def open_image(ctx: HandlerContext, image: ImageRef, *, low: int = 0, high: int 
     check_cancel(ctx, "validation")
     limit = ctx.max_disk_size_gb * GIB if ctx.max_disk_size_gb else None
     with open_guest(path, image.format, progress=_scaled(ctx, quarter, high, label),
-                    max_size_bytes=limit) as guest:
+                    max_size_bytes=limit, policy=image_policy(ctx)) as guest:
         tree = guest.root_tree()
         check_cancel(ctx, "disk_inspection")
         yield guest, tree

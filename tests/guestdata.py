@@ -807,6 +807,7 @@ class FakeContext:
     job_id: str = "test-job-0001"
     attempt: int = 1
     max_disk_size_gb: int | None = None
+    max_chain_depth: int = 0
     cancelled: bool = False
     progress: list[tuple[str, int, str]] = field(default_factory=list)
     logger: logging.LoggerAdapter = field(

@@ -519,7 +519,8 @@ class FakeContext:
     """A HandlerContext for handler tests (the real one comes from the Celery adapter)."""
 
     def __init__(self, allowed_dirs: list[Path], work_dir: Path, *, job_id: str = "job-test",
-                 max_disk_size_gb: int | None = None, cancel_after: int | None = None) -> None:
+                 max_disk_size_gb: int | None = None, cancel_after: int | None = None,
+                 max_chain_depth: int = 0) -> None:
         import logging
 
         self.job_id = job_id
@@ -529,6 +530,7 @@ class FakeContext:
         work_dir.mkdir(parents=True, exist_ok=True)
         self.allowed_dirs = allowed_dirs
         self.max_disk_size_gb = max_disk_size_gb
+        self.max_chain_depth = max_chain_depth
         self.events: list[tuple[str, int, str, dict[str, Any]]] = []
         self._cancel_after = cancel_after
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.plugin.errors import ErrorCode, JobError
-from handlers.guestimage import open_guest
+from handlers.guestimage import ImagePolicy, open_guest
 from tests.imagebuild import MiB, _lvm_metadata, _write_pv, build_image, sample_root
 
 pytestmark = pytest.mark.timeout(60)
@@ -160,28 +160,40 @@ def test_qcow2_with_garbage_header(tmp_path: Path, qcow2_image: Path) -> None:
     _expect_unsupported(broken)
 
 
-def test_backing_file_refused(tmp_path: Path, qcow2_image: Path) -> None:
+def _expect_not_allowed(path: Path, fmt: str | None = None, policy: ImagePolicy | None = None) -> JobError:
+    with pytest.raises(JobError) as caught:
+        with open_guest(path, fmt, policy=policy) as guest:
+            guest.root_tree()
+    assert caught.value.code == ErrorCode.IMAGE_NOT_ALLOWED, caught.value
+    return caught.value
+
+
+def test_backing_file_refused_unless_the_chain_depth_allows_it(tmp_path: Path, qcow2_image: Path) -> None:
     overlay = tmp_path / "overlay.qcow2"
     subprocess.run(["qemu-img", "create", "-f", "qcow2", "-F", "qcow2", "-b", str(qcow2_image), str(overlay)],
                    check=True, capture_output=True)
-    error = _expect_unsupported(overlay, contains="backing")
-    assert error.details["backing_file"] == str(qcow2_image)
-    with open_guest(overlay, allow_backing=True) as guest:
+    error = _expect_not_allowed(overlay)
+    assert error.details["backing_file"] == str(qcow2_image) and "GUESTKIT_MAX_CHAIN_DEPTH=0" in error.message
+    allowed = (qcow2_image.parent, tmp_path)
+    with open_guest(overlay, policy=ImagePolicy(allowed, max_chain_depth=1)) as guest:
         assert guest.root_tree().read_bytes("/etc/hostname") == b"testvm\n"
+        assert [m["role"] for m in guest.image.chain] == ["image", "backing file"]
 
 
-def test_vmdk_descriptor_naming_host_file_refused(tmp_path: Path) -> None:
-    victim = tmp_path / "host-secret"
+def test_vmdk_descriptor_naming_host_file_refused(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    victim = tmp_path_factory.mktemp("host") / "host-secret"
     victim.write_bytes(b"\0" * MiB)
     descriptor = tmp_path / "evil.vmdk"
     descriptor.write_text(
         "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n"
         f"RW 2048 FLAT \"{victim}\" 0\n")
-    _expect_unsupported(descriptor, contains="external")
+    error = _expect_not_allowed(descriptor)
+    assert str(victim) in error.message and "outside the allowed directories" in error.message
 
 
-def test_wrong_format_hint(tmp_path: Path, qcow2_image: Path) -> None:
-    _expect_unsupported(qcow2_image, fmt="vdi")
+def test_format_other_than_the_one_named_is_refused(qcow2_image: Path) -> None:
+    error = _expect_not_allowed(qcow2_image, fmt="vdi")
+    assert error.details["found_format"] == "qcow2" and error.details["named_format"] == "vdi"
 
 
 def test_size_limit(qcow2_image: Path) -> None:

@@ -21,6 +21,9 @@ class ErrorCode(StrEnum):
     IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
     IMAGE_CHECKSUM_MISMATCH = "IMAGE_CHECKSUM_MISMATCH"
     UNSUPPORTED_IMAGE = "UNSUPPORTED_IMAGE"
+    #: the image names a file it may not make the worker open (outside the allowed directories, a
+    #: protocol or json: pseudo-filename, a backing chain deeper than allowed), or is not the format named
+    IMAGE_NOT_ALLOWED = "IMAGE_NOT_ALLOWED"
 
 
 #: Codes after which running the same job again may succeed.

@@ -39,6 +39,8 @@ class HandlerContext(Protocol):
     logger: logging.LoggerAdapter
     work_dir: Path
     allowed_dirs: list[Path]
+    #: backing files an image may have below it (``GUESTKIT_MAX_CHAIN_DEPTH``); 0 = none
+    max_chain_depth: int
     max_disk_size_gb: int | None
 
     def report_progress(

@@ -239,7 +239,8 @@ class JobTask(Task):
         handler = self.handler_class()
         model = self.handler_class.payload_models[job.payload.version]
         ctx = JobContext(job, status.attempt, self.results.store, allowed_dirs=self.settings.allowed_dirs,
-                         work_root=self.settings.work_dir, send_event=self._send_progress_event,
+                         work_root=self.settings.work_dir, max_chain_depth=self.settings.max_chain_depth,
+                         send_event=self._send_progress_event,
                          progress_count=view.progress_count)
         started = status.started_at or utc_now()
         before = _usage()

@@ -31,13 +31,15 @@ class JobLogger(logging.LoggerAdapter):
 class JobContext:
     def __init__(
         self, job: JobDocument, attempt: int, store: JobStore, *, allowed_dirs: list[Path],
-        work_root: Path, send_event: Callable[..., Any] | None = None, progress_count: int | None = None,
+        work_root: Path, max_chain_depth: int = 0, send_event: Callable[..., Any] | None = None,
+        progress_count: int | None = None,
     ) -> None:
         self.job = job
         self.job_id = job.job_id
         self.attempt = attempt
         self.store = store
         self.allowed_dirs = allowed_dirs
+        self.max_chain_depth = max_chain_depth
         self.max_disk_size_gb = job.constraints.maximum_disk_size_gb if job.constraints else None
         self.logger = JobLogger(logger, {"job_id": job.job_id})
         self._work_root = work_root

@@ -18,6 +18,7 @@ class Settings(BaseModel):
     bridge_interval: float
     bridge_settle: float
     allowed_dirs: list[Path]
+    max_chain_depth: int = 0
     work_dir: Path
     timeout_ceiling: int
     timeout_grace: int

@@ -10,13 +10,13 @@ from __future__ import annotations
 from .checksum import file_sha256, verify_checksum
 from .fsprobe import READABLE as READABLE_FILESYSTEMS
 from .fstab import FstabEntry, parse_fstab
-from .guest import FilesystemInfo, Guest, open_guest
-from .imageinfo import SUPPORTED_FORMATS, ImageInfo, image_info
+from .guest import FilesystemInfo, Guest, open_guest, open_pinned
 from .partitions import PartitionInfo
+from .trust import SUPPORTED_FORMATS, ImageInfo, ImagePolicy, PinnedImage, pinned_image
 from .view import GuestView
 
 __all__ = [
     "READABLE_FILESYSTEMS", "SUPPORTED_FORMATS", "FilesystemInfo", "FstabEntry", "Guest", "GuestView",
-    "ImageInfo", "PartitionInfo", "file_sha256", "image_info", "open_guest", "parse_fstab",
-    "verify_checksum",
+    "ImageInfo", "ImagePolicy", "PartitionInfo", "PinnedImage", "file_sha256", "open_guest", "open_pinned",
+    "parse_fstab", "pinned_image", "verify_checksum",
 ]

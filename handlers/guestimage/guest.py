@@ -15,12 +15,12 @@ from handlers.tree import read_text
 
 from . import lvm
 from .blockdev import BlockDevice, CachedDevice, LinearDevice, RawFileDevice, SliceDevice
-from .errors import not_found, unsupported
+from .errors import unsupported
 from .fsprobe import READABLE, probe
 from .fstab import FstabEntry, parse_fstab
-from .imageinfo import ImageInfo, image_info
 from .nbd import NbdDevice
 from .partitions import PartitionInfo, check_overlaps, has_gpt, has_mbr_signature, parse_gpt, parse_mbr
+from .trust import ImageInfo, ImagePolicy, PinnedImage, pinned_image
 from .tskfs import TskFilesystem
 from .view import GuestView
 
@@ -243,28 +243,35 @@ class Guest:
 
 @contextmanager
 def open_guest(path: str | Path, fmt: str | None = None, *, progress: Progress | None = None,
-               max_size_bytes: int | None = None, allow_backing: bool = False) -> Iterator[Guest]:
-    """Open a disk image read-only. Raises JobError (IMAGE_NOT_FOUND, UNSUPPORTED_IMAGE).
+               max_size_bytes: int | None = None, policy: ImagePolicy | None = None) -> Iterator[Guest]:
+    """Open a disk image read-only. Raises JobError (IMAGE_NOT_FOUND, UNSUPPORTED_IMAGE, IMAGE_NOT_ALLOWED).
 
-    Images with a backing file or external data files are refused unless ``allow_backing``:
-    qemu would open files the caller never named.
+    What the image may make qemu open is decided by ``policy`` (``trust.pinned_image``); without
+    one, the image's own directory is the only allowed one and no backing file is opened.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise not_found(path)
+    if policy is None:
+        policy = ImagePolicy((Path(os.path.realpath(path)).parent,))
     if progress is not None:
         progress(5, "reading image format")
-    info = image_info(path, fmt)
+    with pinned_image(path, fmt, policy) as image:
+        with open_pinned(image, progress=progress, max_size_bytes=max_size_bytes) as guest:
+            yield guest
+
+
+@contextmanager
+def open_pinned(image: PinnedImage, *, progress: Progress | None = None,
+                max_size_bytes: int | None = None) -> Iterator[Guest]:
+    """A guest over an image already checked and opened by ``trust.pinned_image``."""
+    info = image.info
+    assert info is not None
     if max_size_bytes is not None and info.virtual_size > max_size_bytes:
         raise unsupported(f"image virtual size {info.virtual_size} exceeds the limit of {max_size_bytes} bytes",
                           virtual_size=info.virtual_size, max_size_bytes=max_size_bytes)
-    if not allow_backing and (info.has_backing_file or info.external_files):
-        raise unsupported("images with backing files or external data files are not opened",
-                          backing_file=info.backing_file, external_files=info.external_files)
     if progress is not None:
         progress(20, f"attaching {info.format} image")
     dev: BlockDevice
-    dev = RawFileDevice(path) if info.format == "raw" else CachedDevice(NbdDevice(path, info.format))
+    only_file = info.format == "raw" and len(info.chain) == 1
+    dev = RawFileDevice(image.raw_path) if only_file else CachedDevice(NbdDevice(image.qemu_name, info.format))
     try:
         guest = Guest(info, dev, progress)
     except BaseException:

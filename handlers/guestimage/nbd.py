@@ -13,6 +13,7 @@ import tempfile
 import time
 
 from .errors import unsupported
+from .trust import inherited_fds
 
 NBDMAGIC = 0x4E42444D41474943
 IHAVEOPT = 0x49484156454F5054
@@ -122,7 +123,9 @@ def _die_with_parent() -> None:
 
 
 class NbdDevice:
-    """A disk image served read-only by a private qemu-nbd process; reads errors as UNSUPPORTED_IMAGE."""
+    """A disk image served read-only by a private qemu-nbd process; reads errors as UNSUPPORTED_IMAGE.
+
+    ``image`` is a path or the pinned ``json:`` name of ``trust.PinnedImage`` (its driver names the format)."""
 
     def __init__(self, image: str, fmt: str, start_timeout: float = 15.0) -> None:
         if shutil.which("qemu-nbd") is None:
@@ -130,12 +133,12 @@ class NbdDevice:
         self._dir = tempfile.mkdtemp(prefix="guestkit-nbd-")
         sock = os.path.join(self._dir, "nbd.sock")
         self._stderr = open(os.path.join(self._dir, "stderr"), "w+b")
-        self._proc = subprocess.Popen(
-            # not --persistent: qemu-nbd exits when our one connection closes, even if we are killed
-            ["qemu-nbd", "--read-only", "--shared=1", f"--socket={sock}", "-f", fmt, image],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
-            preexec_fn=_die_with_parent,
-        )
+        # not --persistent: qemu-nbd exits when our one connection closes, even if we are killed
+        command = ["qemu-nbd", "--read-only", "--shared=1", f"--socket={sock}",
+                   *([] if image.startswith("json:") else ["-f", fmt]), image]
+        self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=self._stderr, preexec_fn=_die_with_parent,
+                                      pass_fds=inherited_fds(command))
         self._client: NbdClient | None = None
         deadline = time.monotonic() + start_timeout
         try:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from app.plugin.errors import ErrorCode, JobError
 
+from .trust import inherited_fds
+
 _PERCENT = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
 #: formats with a compressed variant and the qemu-img options that produce it
 COMPRESSION_OPTIONS: dict[str, list[str]] = {"qcow2": ["-c"], "vmdk": ["-o", "subformat=streamOptimized"]}
@@ -33,7 +35,7 @@ def run_cancellable(command: list[str], *, progress: Callable[[float], None] | N
     go to ``progress``. Raises ``JobError(CANCELLED)`` after killing the child.
     """
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, pass_fds=inherited_fds(command))
     assert proc.stdout is not None and proc.stderr is not None
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
     captured = {out_fd: bytearray(), err_fd: bytearray()}
@@ -70,12 +72,17 @@ def run_cancellable(command: list[str], *, progress: Callable[[float], None] | N
     return code, captured[out_fd].decode(errors="replace"), captured[err_fd].decode(errors="replace")
 
 
+def _format_args(flag: str, name: str | Path, fmt: str) -> list[str]:
+    """``-f FMT`` for a plain path; nothing for a pinned ``json:`` name, whose driver says it."""
+    return [] if os.fspath(name).startswith("json:") else [flag, fmt]
+
+
 def convert_image(source: str | Path, source_format: str, target: str | Path, target_format: str, *,
                   compress: bool = False, sparse: bool = True,
                   progress: Callable[[float], None] | None = None,
                   cancelled: Callable[[], bool] | None = None) -> None:
     """``qemu-img convert`` source → target. Raises JobError(EXECUTION_ERROR) on failure."""
-    command = ["qemu-img", "convert", "-p", "-f", source_format, "-O", target_format]
+    command = ["qemu-img", "convert", "-p", *_format_args("-f", source, source_format), "-O", target_format]
     if compress and target_format in COMPRESSION_OPTIONS:
         command += COMPRESSION_OPTIONS[target_format]
     if not sparse:
@@ -90,7 +97,8 @@ def convert_image(source: str | Path, source_format: str, target: str | Path, ta
 def compare_images(first: str | Path, first_format: str, second: str | Path, second_format: str, *,
                    cancelled: Callable[[], bool] | None = None) -> tuple[bool, str]:
     """``qemu-img compare``: (identical, message). Raises JobError(EXECUTION_ERROR) on errors."""
-    command = ["qemu-img", "compare", "-f", first_format, "-F", second_format, os.fspath(first), os.fspath(second)]
+    command = ["qemu-img", "compare", *_format_args("-f", first, first_format),
+               *_format_args("-F", second, second_format), os.fspath(first), os.fspath(second)]
     code, out, err = run_cancellable(command, cancelled=cancelled)
     if code not in (0, 1):
         raise JobError(ErrorCode.EXECUTION_ERROR, f"qemu-img compare failed: {err.strip()[:500]}",
