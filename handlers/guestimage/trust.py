@@ -104,23 +104,29 @@ def _inside(real: str, roots: tuple[Path, ...]) -> bool:
     return any(path == root or root in path.parents for root in roots)
 
 
-def open_checked(path: str, policy: ImagePolicy, *, role: str) -> tuple[int, str]:
+def open_checked(path: str, policy: ImagePolicy, *, role: str, owner: str | None = None) -> tuple[int, str]:
     """Open ``path`` read-only without following a final symlink; (fd, real path) once the opened
-    file is known to be a regular file inside the allowed directories."""
+    file is known to be a regular file inside the allowed directories. ``owner``: the image that
+    names this file (None for the image the job names)."""
+    what = f"{owner} names a {role} {path}, which" if owner else f"{role} {path}"
+    details: dict[str, Any] = {"path": path, "role": role, **({"image": owner} if owner else {})}
     try:
         fd = os.open(os.path.realpath(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:
+        if owner:
+            raise JobError(ErrorCode.IMAGE_NOT_FOUND, f"{what} does not exist", details=details,
+                           recoverable=False) from None
         raise not_found(path) from None
     except OSError as exc:
-        raise refused(f"{role} {path} cannot be opened: {exc.strerror}", path=path, role=role) from None
+        raise refused(f"{what} cannot be opened: {exc.strerror}", **details) from None
     try:
         real = os.readlink(f"/proc/self/fd/{fd}")
         roots = tuple(Path(os.path.realpath(d)) for d in policy.allowed_dirs)
         if not _inside(real, roots):
-            raise refused(f"{role} {path} is {real}, outside the allowed directories "
-                          f"{', '.join(map(str, roots)) or '(none)'}", path=path, resolved=real, role=role)
+            raise refused(f"{what} is {real}, outside the allowed directories "
+                          f"{', '.join(map(str, roots)) or '(none)'}", resolved=real, **details)
         if not os.path.isfile(f"/proc/self/fd/{fd}"):
-            raise unsupported(f"{role} {path} is not a regular file", path=path)
+            raise unsupported(f"{what} is not a regular file", **details)
     except BaseException:
         os.close(fd)
         raise
@@ -187,14 +193,15 @@ class PinnedImage:
         self._fds.append(fd)
         return fd
 
-    def _open(self, path: str, role: str) -> tuple[int, str]:
-        fd, real = open_checked(path, self.policy, role=role)
+    def _open(self, path: str, role: str, owner: str | None = None) -> tuple[int, str]:
+        fd, real = open_checked(path, self.policy, role=role, owner=owner)
         self.opened.append({"path": real, "role": role})
         return self._keep(fd), real
 
-    def add_member(self, path: str, fmt: str | None, role: str, depth: int = 0) -> _Member:
+    def add_member(self, path: str, fmt: str | None, role: str, depth: int = 0,
+                   owner: str | None = None) -> _Member:
         """Open, check and probe one member, then the files it names, depth first."""
-        fd, real = self._open(path, role)
+        fd, real = self._open(path, role, owner)
         found = detect_format(fd)
         if fmt is not None and fmt != found:
             raise refused(f"{role} {path} is a {found} image, not the {fmt} the job names; it is not opened "
@@ -210,7 +217,7 @@ class PinnedImage:
             self.info = self._image_info(path, member, info)
         data_file = ((info.get("format-specific") or {}).get("data") or {}).get("data-file")
         if data_file:
-            member.data_file, _ = self._open(_check_name(data_file, real, "data file"), "data file")
+            member.data_file, _ = self._open(_check_name(data_file, real, "data file"), "data file", real)
         backing = info.get("backing-filename")
         if backing:
             target = _check_name(backing, real, "backing file")
@@ -219,7 +226,8 @@ class PinnedImage:
                 raise refused(f"{real} has a backing file {backing!r}: chains of more than {limit} backing "
                               f"file(s) are refused (GUESTKIT_MAX_CHAIN_DEPTH={limit})",
                               image=real, backing_file=backing, max_chain_depth=limit)
-            member.backing = self.add_member(target, info.get("backing-filename-format"), "backing file", depth + 1)
+            member.backing = self.add_member(target, info.get("backing-filename-format"), "backing file",
+                                             depth + 1, owner=real)
         return member
 
     def _pin_vmdk_extents(self, member: _Member) -> int:
@@ -233,7 +241,7 @@ class PinnedImage:
             match = _VMDK_EXTENT.match(line)
             if match:
                 target = _check_name(match["name"], member.real, "vmdk extent")
-                fd, _real = self._open(target, "vmdk extent")
+                fd, _real = self._open(target, "vmdk extent", member.real)
                 line = f'{match["head"]}"{fd_path(fd)}"{match["tail"]}'
             lines.append(line)
         if self._scratch is None:
@@ -332,7 +340,13 @@ def pinned_image(path: str | os.PathLike[str], fmt: str | None, policy: ImagePol
         raise not_found(text)
     image = PinnedImage(policy)
     try:
-        image.top = image.add_member(text, fmt, "image")
+        try:
+            image.top = image.add_member(text, fmt, "image")
+        except JobError as exc:  # a member deeper in the chain: say which image of the job it belongs to
+            if text in exc.message:
+                raise
+            raise JobError(exc.code, f"{text}: {exc.message}", details={**exc.details, "job_image": text},
+                           recoverable=False) from None
         assert image.info is not None
         image.info.chain = list(image.opened)
         if image.info.format == "qcow2":
