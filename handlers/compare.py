@@ -17,7 +17,7 @@ from app.plugin.handler import Handler, HandlerContext, HandlerResult
 from handlers.guestos import read_groups, read_packages, read_services, read_users
 from handlers.guestos.packages import format_version, package_key
 from handlers.guestos.walk import TooManyEntries, walk
-from handlers.imagejob import PhaseProgress, image_facts, open_image, phase_reporter, write_output
+from handlers.imagejob import PhaseProgress, image_facts, open_image, phase_reporter, report_destination, write_output
 from handlers.payloads import CompareOptions, ComparePayloadV1
 from handlers.tree import FileInfo, GuestTree
 
@@ -217,14 +217,14 @@ class CompareHandler(Handler):
 
     def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:
         assert isinstance(payload, ComparePayloadV1)
-        if payload.output.destination:
-            ctx.allowed_path(payload.output.destination, must_exist=False)
-        ctx.allowed_path(payload.target.path)  # both paths checked before either image is opened
+        # every path checked before either image is opened
+        destination = report_destination(ctx, payload.output,
+                                         {"baseline.path": payload.baseline, "target.path": payload.target})
         with open_image(ctx, payload.baseline, low=0, high=20, label="baseline: ") as (base_guest, base_tree), \
                 open_image(ctx, payload.target, low=20, high=40, label="target: ") as (target_guest, target_tree):
             report = compare_trees(base_tree, target_tree, payload.options, phase_reporter(ctx))
             ctx.report_progress("result_generation", 90, f"{report['summary']['total']} differences")
             report = {"baseline": image_facts(base_guest), "target": image_facts(target_guest), **report}
-        written = write_output(ctx, payload.output.destination, report)
+        written = write_output(ctx, destination, payload.output.overwrite, report)
         ctx.report_progress("cleanup", 100, "comparison complete")
         return HandlerResult(data=report, primary=written, artifacts=[written] if written else [])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from pydantic import BaseModel
 
 from app.plugin.errors import ErrorCode, JobError
 from app.plugin.handler import Handler, HandlerContext, HandlerResult
+from app.plugin.outputs import JobPaths, StagedOutput
 from handlers.guestimage import ImageInfo, pinned_image, verify_checksum
 from handlers.guestimage.qemu import COMPRESSION_OPTIONS, compare_images, convert_image
 from handlers.imagejob import image_policy
@@ -42,24 +42,18 @@ class ConvertHandler(Handler):
         assert isinstance(payload, ConvertPayloadV1)
         started = time.monotonic()
         ctx.report_progress("validation", 0, "checking paths")
-        source = ctx.allowed_path(payload.source.path)
-        target = ctx.allowed_path(payload.target.path, must_exist=False)
-        if source == target:
-            raise JobError(ErrorCode.VALIDATION_ERROR, "source and target are the same file",
-                           details={"path": str(source)}, recoverable=False)
-        if target.exists() and not getattr(payload.options, "overwrite", False):
-            raise JobError(ErrorCode.VALIDATION_ERROR, f"target {target} already exists (set options.overwrite)",
-                           details={"path": str(target)}, recoverable=False)
-        if not target.parent.is_dir():
-            raise JobError(ErrorCode.VALIDATION_ERROR, f"target directory {target.parent} does not exist",
-                           details={"path": str(target)}, recoverable=False)
+        paths = JobPaths(ctx.allowed_dirs, ctx.job_id)
+        source = paths.input(payload.source.path, "source.path")
+        overwrite = bool(getattr(payload.options, "overwrite", False))
+        target = paths.output(payload.target.path, "target.path", overwrite=overwrite)
         if payload.source.checksum:
             verify_checksum(source, payload.source.checksum, _checksum_progress(ctx, 1, 10))
         ctx.report_progress("disk_attach", 10, "reading source image")
         with pinned_image(source, payload.source.format, image_policy(ctx)) as image:
             assert image.info is not None
             check_image_size(ctx, image.info)
-            compress, verified, notes = self._convert(ctx, payload, image.qemu_name, image.info, target)
+            with paths.stage(target, overwrite=overwrite) as staged:
+                compress, verified, notes = self._convert(ctx, payload, image.qemu_name, image.info, staged)
         with pinned_image(target, payload.target.format, image_policy(ctx)) as written:
             result_info = written.info
             assert result_info is not None
@@ -81,35 +75,31 @@ class ConvertHandler(Handler):
                              disk_write_bytes=Path(target).stat().st_size)
 
     def _convert(self, ctx: HandlerContext, payload: ConvertPayloadV1, source: str, info: ImageInfo,
-                 target: Path) -> tuple[bool, bool | None, list[str]]:
-        """Convert the checked source (its pinned qemu name) to ``target``; (compressed, verified, notes)."""
+                 staged: StagedOutput) -> tuple[bool, bool | None, list[str]]:
+        """Convert the checked source (its pinned qemu name) into ``staged`` and put it in place;
+        (compressed, verified, notes)."""
         target_format = payload.target.format
         compress = payload.target.compression and target_format in COMPRESSION_OPTIONS
         notes = []
         if payload.target.compression and not compress:
             notes.append(f"{target_format} has no compressed variant; written uncompressed")
-        partial = target.parent / f".{target.name}.partial-{ctx.job_id}"
-        try:
-            ctx.report_progress("result_generation", 15, f"converting {info.format} to {target_format}")
-            convert_image(
-                source, info.format, partial, target_format, compress=compress,
-                sparse=payload.options.preserve_sparse,
-                progress=lambda pct: ctx.report_progress(
-                    "result_generation", 15 + int(pct * 0.7), f"converting: {pct:.1f}%",
-                    {"step": "convert", "convert_percent": pct}),
-                cancelled=ctx.cancel_requested,
-            )
-            verified: bool | None = None
-            if payload.options.verify_after_convert:
-                ctx.report_progress("result_generation", 86, "verifying the converted image")
-                verified, message = compare_images(source, info.format, partial, target_format,
-                                                   cancelled=ctx.cancel_requested)
-                if not verified:
-                    raise JobError(ErrorCode.EXECUTION_ERROR, f"converted image differs from the source: {message}",
-                                   details={"source": info.path, "target": str(target)}, recoverable=False)
-            os.replace(partial, target)
-        finally:
-            if partial.exists():
-                partial.unlink()
+        ctx.report_progress("result_generation", 15, f"converting {info.format} to {target_format}")
+        convert_image(
+            source, info.format, staged.path, target_format, compress=compress,
+            sparse=payload.options.preserve_sparse,
+            progress=lambda pct: ctx.report_progress(
+                "result_generation", 15 + int(pct * 0.7), f"converting: {pct:.1f}%",
+                {"step": "convert", "convert_percent": pct}),
+            cancelled=ctx.cancel_requested,
+        )
+        verified: bool | None = None
+        if payload.options.verify_after_convert:
+            ctx.report_progress("result_generation", 86, "verifying the converted image")
+            verified, message = compare_images(source, info.format, staged.path, target_format,
+                                               cancelled=ctx.cancel_requested)
+            if not verified:
+                raise JobError(ErrorCode.EXECUTION_ERROR, f"converted image differs from the source: {message}",
+                               details={"source": info.path, "target": str(staged.target)}, recoverable=False)
+        staged.commit()
         ctx.report_progress("cleanup", 95, "conversion finished")
         return bool(compress), verified, notes

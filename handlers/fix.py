@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from pydantic import BaseModel
 
 from app.plugin.errors import ErrorCode, JobError
 from app.plugin.handler import Handler, HandlerContext, HandlerResult
+from app.plugin.outputs import JobPaths
 from handlers.convert import check_image_size
 from handlers.guestimage import ImageInfo, PinnedImage, open_guest, open_pinned, pinned_image, verify_checksum
 from handlers.guestimage.extwrite import ExtWriteError, ExtWriter
@@ -40,28 +39,31 @@ def _change(index: int, op: FixOperation, status: str, plan: Plan | None = None,
 
 
 class _Paths:
-    """Every path of the payload, resolved inside the allowed directories before any work."""
+    """Every path of the payload, resolved inside the allowed directories before any work; no output
+    may be an input or another output (``JobPaths``)."""
 
     def __init__(self, ctx: HandlerContext, payload: FixPayloadV1) -> None:
-        self.source = ctx.allowed_path(payload.image.path)
+        self.files = JobPaths(ctx.allowed_dirs, ctx.job_id)
+        self.source = self.files.input(payload.image.path, "image.path")
+        self.overwrite = bool(getattr(payload.output, "overwrite", False))
         fixed = payload.output.fixed_image
         if fixed is None and not payload.in_place and not payload.dry_run:
             raise _fail(ErrorCode.VALIDATION_ERROR,
                         "output.fixed_image is required (or in_place: true to repair the source itself)")
-        self.output: Path | None = ctx.allowed_path(fixed, must_exist=False) if fixed else (
-            self.source if payload.in_place else None)
-        if self.output is not None and self.output != self.source and self.output.exists():
-            raise _fail(ErrorCode.VALIDATION_ERROR, f"{self.output} already exists", path=str(self.output))
-        if self.output is not None and not self.output.parent.is_dir():
-            raise _fail(ErrorCode.VALIDATION_ERROR, f"directory of {self.output} does not exist")
+        self.output: Path | None = None
+        if fixed:
+            self.output = self.files.output(fixed, "output.fixed_image", overwrite=self.overwrite,
+                                            overwrite_option="output.overwrite")
+        elif payload.in_place:
+            self.output = self.source
         self.backup: Path | None = None
         if payload.image.create_backup:
             wanted = payload.image.backup_path or f"{self.source}.backup"
-            self.backup = ctx.allowed_path(wanted, must_exist=False)
-            if self.backup.exists() or self.backup in (self.source, self.output):
-                raise _fail(ErrorCode.VALIDATION_ERROR, f"backup path {self.backup} already exists or is in use")
-        self.log: Path | None = ctx.allowed_path(payload.output.log_path, must_exist=False) \
-            if payload.output.log_path else None
+            self.backup = self.files.output(wanted, "image.backup_path")
+        self.log: Path | None = None
+        if payload.output.log_path:
+            self.log = self.files.output(payload.output.log_path, "output.log_path", overwrite=self.overwrite,
+                                         overwrite_option="output.overwrite")
 
 
 class FixHandler(Handler):
@@ -207,18 +209,17 @@ class FixHandler(Handler):
         assert paths.output is not None
         if paths.backup is not None:
             ctx.report_progress("result_generation", 75, f"backing up the source to {paths.backup}")
-            shutil.copyfile(paths.source, paths.backup)
-        partial = paths.output.parent / f".{paths.output.name}.partial-{ctx.job_id}"
-        try:
-            convert_image(work, "raw", partial, info.format,
+            with paths.files.stage(paths.backup) as backup:
+                backup.copy_from(str(paths.source))
+                backup.commit()
+        in_place = paths.output == paths.source
+        with paths.files.stage(paths.output, overwrite=in_place or paths.overwrite) as staged:
+            convert_image(work, "raw", staged.path, info.format,
                           compress=info.compressed and info.format in COMPRESSION_OPTIONS,
                           cancelled=ctx.cancel_requested,
                           progress=lambda pct: ctx.report_progress("result_generation", 76 + int(pct * 0.2),
                                                                    f"writing the fixed image: {pct:.0f}%"))
-            os.replace(partial, paths.output)
-        finally:
-            if partial.exists():
-                partial.unlink()
+            staged.commit()
 
     def _data(self, payload: FixPayloadV1, paths: _Paths, info: ImageInfo, changes: list[dict[str, Any]],
               validation: dict[str, Any], started: float, *, dry_run: bool) -> dict[str, Any]:
@@ -238,6 +239,6 @@ class FixHandler(Handler):
     def _write_log(self, paths: _Paths, data: dict[str, Any]) -> None:
         if paths.log is None:
             return
-        temp = paths.log.parent / f".{paths.log.name}.tmp"
-        temp.write_text(json.dumps(data, indent=2, default=str))
-        os.replace(temp, paths.log)
+        with paths.files.stage(paths.log, overwrite=paths.overwrite) as staged:
+            staged.write_bytes(json.dumps(data, indent=2, default=str).encode())
+            staged.commit()

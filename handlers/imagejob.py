@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.plugin.atomic import write_atomic
 from app.plugin.errors import ErrorCode, JobError
 from app.plugin.handler import HandlerContext
-from handlers.payloads import ImageRef
+from app.plugin.outputs import JobPaths, StagedOutput
+from handlers.payloads import ImageRef, OutputSpec
 from handlers.tree import GuestTree
 
 if TYPE_CHECKING:
@@ -84,11 +85,25 @@ def open_image(ctx: HandlerContext, image: ImageRef, *, low: int = 0, high: int 
         yield guest, tree
 
 
-def write_output(ctx: HandlerContext, destination: str | None, data: dict[str, Any]) -> str | None:
-    """Write ``data`` as JSON to ``destination`` (inside the allowed dirs) atomically; its real path."""
-    if not destination:
+def report_destination(ctx: HandlerContext, output: OutputSpec, images: dict[str, ImageRef]) -> Path | None:
+    """``output.destination`` checked before any work: inside the allowed directories, none of the
+    job's ``images`` (field name -> image), and new unless ``output.overwrite``."""
+    files = JobPaths(ctx.allowed_dirs, ctx.job_id)
+    for role, image in images.items():
+        files.input(image.path, role)
+    if not output.destination:
         return None
-    path = ctx.allowed_path(destination, must_exist=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
-    return str(path)
+    # a report's directory is made if missing (inside the allowed directories; the write checks it again)
+    ctx.allowed_path(output.destination, must_exist=False).parent.mkdir(parents=True, exist_ok=True)
+    return files.output(output.destination, "output.destination", overwrite=output.overwrite,
+                        overwrite_option="output.overwrite")
+
+
+def write_output(ctx: HandlerContext, destination: Path | None, overwrite: bool, data: dict[str, Any]) -> str | None:
+    """Write ``data`` as JSON to the checked ``destination`` (``report_destination``); its path."""
+    if destination is None:
+        return None
+    with StagedOutput(destination, ctx.allowed_dirs, ctx.job_id, overwrite=overwrite) as staged:
+        staged.write_bytes((json.dumps(data, indent=2, default=str) + "\n").encode())
+        staged.commit()
+    return str(destination)

@@ -42,7 +42,7 @@ from handlers.guestos import (
 )
 from handlers.guestos.databases import read_databases
 from handlers.guestos.storage import fstab_as_dicts, read_fstab_entries
-from handlers.imagejob import PhaseProgress, image_facts, open_image, phase_reporter, write_output
+from handlers.imagejob import PhaseProgress, image_facts, open_image, phase_reporter, report_destination, write_output
 from handlers.payloads import InspectOptions, InspectPayloadV1
 from handlers.tree import GuestTree
 
@@ -146,14 +146,13 @@ class InspectHandler(Handler):
 
     def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:
         assert isinstance(payload, InspectPayloadV1)
-        if payload.output.destination:  # refuse a bad destination before any work starts
-            ctx.allowed_path(payload.output.destination, must_exist=False)
+        destination = report_destination(ctx, payload.output, {"image.path": payload.image})  # before any work starts
         with open_image(ctx, payload.image) as (guest, tree):
             report = inspect_tree(tree, payload.options, phase_reporter(ctx))
             ctx.report_progress("result_generation", 90, "assembling the report")
             report = {"report_version": REPORT_VERSION, "image": image_facts(guest), **report}
             if payload.options.include_storage:
                 report["storage"] = {**storage_facts(guest), **report["storage"]}
-        written = write_output(ctx, payload.output.destination, report)
+        written = write_output(ctx, destination, payload.output.overwrite, report)
         ctx.report_progress("cleanup", 100, "inspection complete")
         return HandlerResult(data=report, primary=written, artifacts=[written] if written else [])

@@ -39,6 +39,8 @@ class ImageRef(Open):
 class OutputSpec(Open):
     format: Literal["json"] = "json"
     destination: str | None = None
+    #: replace an existing file at ``destination`` (otherwise the job fails OUTPUT_EXISTS)
+    overwrite: bool = False
 
 
 class InspectOptions(Open):
@@ -101,6 +103,8 @@ class ExecutionPolicy(Open):
 class FixOutput(Open):
     fixed_image: str | None = None
     log_path: str | None = None
+    #: replace existing files at ``fixed_image`` and ``log_path`` (otherwise the job fails OUTPUT_EXISTS)
+    overwrite: bool = False
     report_format: Literal["json"] = "json"
 
 
@@ -130,6 +134,8 @@ class ConvertTarget(Open):
 class ConvertOptions(Open):
     verify_after_convert: bool = True
     preserve_sparse: bool = True
+    #: replace an existing file at ``target.path`` (otherwise the job fails OUTPUT_EXISTS)
+    overwrite: bool = False
 
 
 class ConvertPayloadV1(Open):

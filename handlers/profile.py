@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from app.plugin.errors import ErrorCode, JobError
 from app.plugin.handler import Handler, HandlerContext, HandlerResult
 from handlers.guestos.checks import CATALOGUE, PROFILES, Facts, NotApplicable
-from handlers.imagejob import image_facts, open_image, phase_reporter, write_output
+from handlers.imagejob import image_facts, open_image, phase_reporter, report_destination, write_output
 from handlers.payloads import SEVERITY_ORDER, ProfilePayloadV1
 from handlers.tree import GuestTree
 
@@ -89,8 +89,7 @@ class ProfileHandler(Handler):
 
     def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:
         assert isinstance(payload, ProfilePayloadV1)
-        if payload.output.destination:
-            ctx.allowed_path(payload.output.destination, must_exist=False)
+        destination = report_destination(ctx, payload.output, {"image.path": payload.image})  # before any work starts
         with open_image(ctx, payload.image) as (guest, tree):
             report_phase = phase_reporter(ctx)
             report_phase("os_detection", 45, "reading guest facts")
@@ -99,7 +98,7 @@ class ProfileHandler(Handler):
                                   include_remediation=payload.output.include_remediation)
             ctx.report_progress("result_generation", 90, f"{report['summary']['findings']} findings")
             report = {"image": image_facts(guest), **report}
-        written = write_output(ctx, payload.output.destination, report)
+        written = write_output(ctx, destination, payload.output.overwrite, report)
         critical = [f for f in report["findings"] if f["severity"] == "critical"]
         ctx.report_progress("cleanup", 100, "profile complete")
         if payload.options.fail_on_critical and critical:

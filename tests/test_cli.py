@@ -174,6 +174,7 @@ def test_progress_bar_on_a_terminal(cli_worker: WorkerProcess, tmp_path: Path) -
 
 
 
+@pytest.mark.slow
 def test_workers_lists_live_workers_as_a_table_and_json(shared_worker) -> None:
     import json as json_module
     import subprocess as sp

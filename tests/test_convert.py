@@ -102,7 +102,7 @@ def test_refusals(sources: dict[str, Any], tmp_path: Path) -> None:
         ({"source": {"path": "/etc/passwd"}, "target": {"path": str(sources["base"] / "y.raw"), "format": "raw"}},
          ErrorCode.PATH_NOT_ALLOWED),
         ({"source": {"path": str(source)}, "target": {"path": str(sources["paths"]["vdi"]), "format": "vdi"}},
-         ErrorCode.VALIDATION_ERROR),
+         ErrorCode.OUTPUT_EXISTS),
         ({"source": {"path": str(sources["base"] / "missing.raw")},
           "target": {"path": str(sources["base"] / "z.raw"), "format": "raw"}}, ErrorCode.IMAGE_NOT_FOUND),
     ]

@@ -88,6 +88,7 @@ def test_event_queue_of_a_gone_reader_expires(tmp_path: Path, monkeypatch) -> No
     assert [n for n in os.listdir(tmp_path / "queue") if "gone-reader" in n] == []
 
 
+@pytest.mark.slow
 def test_running_consumer_recovers_what_a_dead_unreaped_consumer_took(tmp_path: Path) -> None:
     """The process that took the message is killed and left unreaped (a zombie); a channel that
     was open before gets the message back without a restart."""

@@ -206,6 +206,7 @@ def test_deadline_in_the_past_fails_deadline_exceeded(shared_worker: WorkerProce
 SHORT_CAPABILITY_WAIT = {"GUESTKIT_CAPABILITY_WAIT": "1"}
 
 
+@pytest.mark.slow
 def test_unmet_constraints_fail_capability_mismatch_without_running(start_worker, pool_name: str,
                                                                     tmp: Path) -> None:
     start_worker(env={"GUESTKIT_POOLS": pool_name, **SHORT_CAPABILITY_WAIT})
@@ -276,6 +277,7 @@ def test_key_of_a_failed_job_is_free_again(shared_worker: WorkerProcess, tmp: Pa
     assert len(runs(tmp)) == 1
 
 
+@pytest.mark.slow
 def test_priority_runs_highest_first_on_embedded_broker(start_worker, pool_name: str, tmp: Path) -> None:
     start_worker(concurrency=1, env={"GUESTKIT_POOLS": pool_name})
     blocker = routed(sleep_job(tmp, 1.5), pool_name)
@@ -346,6 +348,7 @@ def test_sigterm_past_grace_leaves_job_for_another_worker(start_worker, pool_nam
 
 
 
+@pytest.mark.slow
 def test_job_no_worker_can_run_waits_then_fails_capability_mismatch(start_worker, pool_name: str) -> None:
     """Routed to a pool nobody serves: it never runs, and after the wait the heartbeat fails it."""
     start_worker(env=SHORT_CAPABILITY_WAIT)  # serves the default pool; its heartbeat sweeps
@@ -389,6 +392,7 @@ def test_four_workers_share_a_backlog_and_losing_one_loses_nothing(start_worker,
     assert len({r["worker_id"] for r in results}) >= 3
 
 
+@pytest.mark.slow
 def test_duplicate_delivery_of_a_running_job_neither_reruns_nor_fails_it(shared_worker: WorkerProcess,
                                                                          tmp: Path) -> None:
     from app.protocol.validation import validate

@@ -111,6 +111,7 @@ def _run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> subpr
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env}, timeout=timeout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["redis", "amqp"])
 def test_submit_with_broker_down_masks_the_password(scheme: str, tmp_path: Path) -> None:
     """``SubmitFailed`` (message, result document ``details.broker``) and the CLI never show the password."""

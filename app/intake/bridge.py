@@ -21,7 +21,6 @@ given ``settle`` seconds of quiet (no change to its mtime) before it is judged b
 from __future__ import annotations
 
 import ctypes
-import errno
 import heapq
 import json
 import logging
@@ -41,7 +40,7 @@ from celery import Celery, current_app
 from pydantic import BaseModel, Field
 
 from app.intake.submission import SubmitFailed, publish, submit
-from app.plugin.atomic import write_atomic
+from app.plugin.atomic import rename_noreplace, write_atomic
 from app.plugin.errors import ErrorCode, ValidationFailed
 from app.plugin.registry import installed
 from app.protocol.models import JOB_ID_PATTERN, JobDocument
@@ -412,25 +411,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-def rename_noreplace(src: Path, dst: Path) -> None:
-    """``rename`` that fails with ``FileExistsError`` instead of replacing ``dst`` (Linux renameat2)."""
-    renameat2 = getattr(_libc, "renameat2", None)
-    if renameat2 is not None:
-        if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
-            return
-        code = ctypes.get_errno()
-        if code == errno.EEXIST:
-            raise FileExistsError(code, os.strerror(code), str(dst))
-        if code not in (errno.EINVAL, errno.ENOSYS):  # EINVAL/ENOSYS: not supported here, fall back
-            raise OSError(code, os.strerror(code), str(src), None, str(dst))
-    if os.path.lexists(dst):
-        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
-    os.rename(src, dst)
 
 
 class DirectoryWatch:

@@ -24,6 +24,8 @@ class ErrorCode(StrEnum):
     #: the image names a file it may not make the worker open (outside the allowed directories, a
     #: protocol or json: pseudo-filename, a backing chain deeper than allowed), or is not the format named
     IMAGE_NOT_ALLOWED = "IMAGE_NOT_ALLOWED"
+    #: an output the job names exists already and the job did not set its overwrite option
+    OUTPUT_EXISTS = "OUTPUT_EXISTS"
 
 
 #: Codes after which running the same job again may succeed.

@@ -8,6 +8,12 @@ from pathlib import Path
 from app.plugin.errors import ErrorCode, JobError
 
 
+def within(real: Path, allowed_dirs: list[Path]) -> bool:
+    """True if the real path ``real`` is one of ``allowed_dirs`` or lies below one."""
+    roots = [Path(os.path.realpath(d)) for d in allowed_dirs]
+    return any(real == root or root in real.parents for root in roots)
+
+
 def resolve_allowed(path: str | os.PathLike[str], allowed_dirs: list[Path], *, must_exist: bool = True) -> Path:
     """Return the real path of ``path`` if it lies inside one of ``allowed_dirs``.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from functools import cached_property
@@ -51,9 +52,10 @@ class JobContext:
 
     @cached_property
     def work_dir(self) -> Path:
-        path = self._work_root / self.job_id
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """This job's own directory (mode 0700, a new random name for each attempt): nothing planted
+        beforehand at a guessable name (a symlink) is ever written through."""
+        self._work_root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{self.job_id}-", dir=self._work_root))
 
     def cleanup(self) -> None:
         if "work_dir" in self.__dict__:

@@ -1,0 +1,182 @@
+"""Every write checked, against an attacker who may place files in an allowed directory and submit
+jobs: symlinks planted at the names outputs used to be staged under, outputs that are the job's
+inputs (by path, ``..``, symlink or hard link) or each other, and targets that exist. A canary file
+outside the allowed directories keeps its hash, the source image keeps its hash, and each refusal
+names the fields at fault. Through real workers, once per broker (``--broker``)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.intake import api
+from app.plugin.atomic import write_atomic
+from tests.conftest import SESSION_DIR, WorkerPool, make_job, routed
+from tests.imagebuild import build_image, sample_root
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(300)]
+
+FIX_HOSTNAME = [{"type": "set_hostname", "options": {"hostname": "newname"}}]
+
+
+def _hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def canary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("outside") / "canary"
+    assert SESSION_DIR not in path.parents
+    path.write_bytes(b"do not touch\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def guest() -> Iterator[Path]:
+    base = SESSION_DIR / f"outputs-guest-{uuid.uuid4().hex[:6]}"
+    base.mkdir()
+    sample_root(base / "root")
+    build_image(base / "root", base / "guest.qcow2", fmt="qcow2")
+    yield base / "guest.qcow2"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    name = f"outputs-{uuid.uuid4().hex[:6]}"
+    workers = WorkerPool(tmp_path_factory.mktemp("outputs-workers"))
+    workers(concurrency=2, env={"GUESTKIT_POOLS": name})
+    yield name
+    workers.kill_all()
+
+
+@pytest.fixture
+def allowed(guest: Path) -> Iterator[Path]:
+    """A directory of the test's own holding a copy of the guest as ``src.qcow2``."""
+    path = SESSION_DIR / f"outputs-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    shutil.copyfile(guest, path / "src.qcow2")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _run(pool: str, operation: str, data: dict[str, Any], job_id: str | None = None) -> dict[str, Any]:
+    doc = routed(make_job(operation, data), pool)
+    if job_id:
+        doc["job_id"] = job_id
+    return api.submit(doc).result(timeout=120)
+
+
+def test_links_planted_at_staging_names_are_never_written_through(pool: str, allowed: Path, canary: Path) -> None:
+    before = _hash(canary)
+    source, target, fixed, log = (allowed / n for n in ("src.qcow2", "out.raw", "fixed.qcow2", "fix-log.json"))
+    job_ids = [f"links-{uuid.uuid4().hex[:10]}" for _ in range(3)]
+    work_root = SESSION_DIR / "home" / "work"
+    work_root.mkdir(parents=True, exist_ok=True)
+    for job_id in job_ids:  # every name this platform used to stage an output under, and the old work dir
+        for name in (f".{target.name}.partial-{job_id}", f".{target.name}.tmp", f".{fixed.name}.partial-{job_id}",
+                     f".{log.name}.tmp", f".report.json.{os.getpid()}.tmp"):
+            if not (allowed / name).is_symlink():
+                (allowed / name).symlink_to(canary)
+        (work_root / job_id).symlink_to(canary.parent, target_is_directory=True)
+    converted = _run(pool, "guestkit.convert", {"source": {"path": str(source)},
+                                                "target": {"path": str(target), "format": "raw"}}, job_ids[0])
+    assert converted["status"] == "completed", converted
+    fixed_run = _run(pool, "guestkit.fix", {"image": {"path": str(source)}, "operations": FIX_HOSTNAME,
+                                            "output": {"fixed_image": str(fixed), "log_path": str(log)}}, job_ids[1])
+    assert fixed_run["status"] == "completed", fixed_run
+    report = _run(pool, "guestkit.inspect", {"image": {"path": str(fixed)},
+                                             "output": {"destination": str(allowed / "report.json")}}, job_ids[2])
+    assert report["status"] == "completed" and report["data"]["os"]["hostname"] == "newname", report
+    assert _hash(canary) == before and sorted(p.name for p in canary.parent.iterdir()) == ["canary"]
+    assert {p.name for p in allowed.iterdir() if p.is_file() and not p.is_symlink()} == {
+        "src.qcow2", "out.raw", "fixed.qcow2", "fix-log.json", "report.json"}, "a staging file was left behind"
+
+
+def test_outputs_that_are_inputs_or_each_other_are_refused_naming_both_fields(pool: str, allowed: Path) -> None:
+    source = allowed / "src.qcow2"
+    (allowed / "alias.qcow2").symlink_to(source)
+    os.link(source, allowed / "hard.qcow2")
+    (allowed / "sub").mkdir()
+    dotdot = str(allowed / "sub" / ".." / "src.qcow2")
+    before = _hash(source)
+    image = {"path": str(source)}
+    cases = {
+        "convert onto its source": ("guestkit.convert", {
+            "source": image, "target": {"path": str(source), "format": "qcow2"}, "options": {"overwrite": True}},
+            ("target.path", "source.path")),
+        "convert onto its source by ..": ("guestkit.convert", {
+            "source": image, "target": {"path": dotdot, "format": "raw"}, "options": {"overwrite": True}},
+            ("target.path", "source.path")),
+        "convert onto a hard link of its source": ("guestkit.convert", {
+            "source": image, "target": {"path": str(allowed / "hard.qcow2"), "format": "raw"},
+            "options": {"overwrite": True}}, ("target.path", "source.path")),
+        "fixed_image is the source by a symlink": ("guestkit.fix", {
+            "image": image, "operations": FIX_HOSTNAME,
+            "output": {"fixed_image": str(allowed / "alias.qcow2"), "overwrite": True}},
+            ("output.fixed_image", "image.path")),
+        "log_path is the source": ("guestkit.fix", {
+            "image": image, "operations": FIX_HOSTNAME,
+            "output": {"fixed_image": str(allowed / "f.qcow2"), "log_path": str(source), "overwrite": True}},
+            ("output.log_path", "image.path")),
+        "log_path is fixed_image": ("guestkit.fix", {
+            "image": image, "operations": FIX_HOSTNAME,
+            "output": {"fixed_image": str(allowed / "g.qcow2"), "log_path": str(allowed / "g.qcow2")}},
+            ("output.log_path", "output.fixed_image")),
+        "backup_path is the source": ("guestkit.fix", {
+            "image": {**image, "create_backup": True, "backup_path": str(allowed / "hard.qcow2")},
+            "operations": FIX_HOSTNAME, "output": {"fixed_image": str(allowed / "h.qcow2")}},
+            ("image.backup_path", "image.path")),
+        "inspect report onto its image": ("guestkit.inspect", {
+            "image": image, "output": {"destination": str(allowed / "alias.qcow2"), "overwrite": True}},
+            ("output.destination", "image.path")),
+        "compare report onto its target": ("guestkit.compare", {
+            "baseline": image, "target": {"path": str(allowed / "hard.qcow2")},
+            "output": {"destination": dotdot, "overwrite": True}}, ("output.destination", "baseline.path")),
+    }
+    handles = {name: (fields, api.submit(routed(make_job(op, data), pool)))
+               for name, (op, data, fields) in cases.items()}
+    for name, (fields, handle) in handles.items():
+        result = handle.result(timeout=120)
+        error = result.get("error") or {}
+        assert result["status"] == "failed" and error.get("code") == "VALIDATION_ERROR", (name, result)
+        assert all(field in error["message"] for field in fields), (name, error["message"])
+    assert _hash(source) == before
+    assert not (allowed / "f.qcow2").exists() and not (allowed / "g.qcow2").exists()
+
+
+def test_an_existing_output_is_refused_unless_the_job_says_overwrite(pool: str, allowed: Path,
+                                                                    canary: Path) -> None:
+    source, target = allowed / "src.qcow2", allowed / "exists.raw"
+    target.write_bytes(b"keep me")
+    (allowed / "link.raw").symlink_to(canary)
+    data = {"source": {"path": str(source)}, "target": {"path": str(target), "format": "raw"}}
+    refused = _run(pool, "guestkit.convert", data)
+    assert refused["error"]["code"] == "OUTPUT_EXISTS" and "options.overwrite" in refused["error"]["message"]
+    assert target.read_bytes() == b"keep me"
+    replaced = _run(pool, "guestkit.convert", {**data, "options": {"overwrite": True}})
+    assert replaced["status"] == "completed" and replaced["data"]["verified"] is True, replaced
+    linked = _run(pool, "guestkit.convert", {"source": {"path": str(source)}, "options": {"overwrite": True},
+                                             "target": {"path": str(allowed / "link.raw"), "format": "raw"}})
+    assert linked["status"] == "failed", linked  # resolves outside the allowed directories: never followed
+    assert canary.read_bytes() == b"do not touch\n"
+    report = allowed / "report.json"
+    report.write_text("old")
+    again = _run(pool, "guestkit.inspect", {"image": {"path": str(source)}, "output": {"destination": str(report)}})
+    assert again["error"]["code"] == "OUTPUT_EXISTS" and report.read_text() == "old", again
+
+
+def test_write_atomic_replaces_a_planted_link_and_never_follows_it(tmp_path: Path, canary: Path) -> None:
+    target = tmp_path / "result.json"
+    target.symlink_to(canary)
+    write_atomic(target, b"{}")
+    assert not target.is_symlink() and target.read_bytes() == b"{}"
+    assert canary.read_bytes() == b"do not touch\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
