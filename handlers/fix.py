@@ -25,6 +25,14 @@ def _fail(code: ErrorCode, message: str, **details: Any) -> JobError:
     return JobError(code, message, details=details, recoverable=False)
 
 
+def _raise_if_fatal(exc: RepairError, index: int, op: FixOperation) -> None:
+    """Wrong options (VALIDATION_ERROR) and refusals with a code of their own (a guest link) end the
+    job whatever its execution policy; other failures are the policy's to weigh."""
+    if exc.invalid or exc.code is not None:
+        raise _fail(exc.code or ErrorCode.VALIDATION_ERROR, f"operations[{index}] ({op.type}): {exc}",
+                    **exc.details) from exc
+
+
 def _change(index: int, op: FixOperation, status: str, plan: Plan | None = None,
             error: str | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {"index": index, "type": op.type, "status": status,
@@ -116,8 +124,7 @@ class FixHandler(Handler):
                 try:
                     plan = PLANNERS[op.type](guest, op.options)
                 except RepairError as exc:
-                    if exc.invalid:
-                        raise _fail(ErrorCode.VALIDATION_ERROR, f"operations[{index}] ({op.type}): {exc}") from exc
+                    _raise_if_fatal(exc, index, op)
                     changes.append(_change(index, op, "would_fail", error=str(exc)))
                     if payload.execution_policy.stop_on_error:
                         break
@@ -153,8 +160,7 @@ class FixHandler(Handler):
                     plan = PLANNERS[op.type](guest, op.options)
                 done, fsck = apply_edits(str(work), plan.edits)
             except RepairError as exc:
-                if exc.invalid:
-                    raise _fail(ErrorCode.VALIDATION_ERROR, f"operations[{index}] ({op.type}): {exc}") from exc
+                _raise_if_fatal(exc, index, op)
                 changes.append(_change(index, op, "failed", error=str(exc)))
                 failed = True
                 if payload.execution_policy.stop_on_error:

@@ -7,6 +7,7 @@ names the fields at fault. Through real workers, once per broker (``--broker``).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import uuid
@@ -180,3 +181,68 @@ def test_write_atomic_replaces_a_planted_link_and_never_follows_it(tmp_path: Pat
     assert not target.is_symlink() and target.read_bytes() == b"{}"
     assert canary.read_bytes() == b"do not touch\n"
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+# --- guest links: a fix never writes through a symlink inside the guest -------------------------------
+SHADOW_MARKER = b"alicehash"
+
+
+@pytest.fixture(scope="module")
+def linked_guest() -> Iterator[Path]:
+    """A guest whose /etc/hostname and /etc/motd are symlinks to /etc/shadow, and whose /etc/shadow
+    is itself a symlink to the real file elsewhere."""
+    base = SESSION_DIR / f"outputs-linked-{uuid.uuid4().hex[:6]}"
+    base.mkdir()
+    files = sample_root(base / "root")
+    assert SHADOW_MARKER in files["/etc/shadow"]
+    etc = base / "root" / "etc"
+    (etc / "hostname").unlink()
+    (etc / "hostname").symlink_to("shadow")
+    (etc / "motd").symlink_to("/etc/shadow")
+    build_image(base / "root", base / "linked.qcow2", fmt="qcow2")
+    (base / "root" / "var" / "lib").mkdir(parents=True, exist_ok=True)
+    (etc / "shadow").rename(base / "root" / "var" / "lib" / "shadow.real")
+    (etc / "shadow").symlink_to("../var/lib/shadow.real")
+    build_image(base / "root", base / "shadow-linked.qcow2", fmt="qcow2")
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_fix_refuses_to_write_through_guest_links_and_reads_nothing_through_them(
+        pool: str, linked_guest: Path, allowed: Path) -> None:
+    from handlers.guestimage import open_guest
+
+    linked, shadow_linked = linked_guest / "linked.qcow2", linked_guest / "shadow-linked.qcow2"
+    cases = {
+        "set_hostname on a linked /etc/hostname": (linked, {"type": "set_hostname",
+                                                            "options": {"hostname": "newname"}}, "/etc/hostname"),
+        "write_file on a linked path": (linked, {"type": "write_file",
+                                                 "options": {"path": "/etc/motd", "content": "x"}}, "/etc/motd"),
+        "lock_account on a linked /etc/shadow": (shadow_linked, {"type": "lock_account",
+                                                                 "options": {"username": "alice"}}, "/etc/shadow"),
+    }
+    handles = {}
+    for name, (image, operation, path) in cases.items():
+        for dry_run in (False, True):
+            out = allowed / f"fixed-{len(handles)}.qcow2"
+            data = {"image": {"path": str(image)}, "operations": [operation], "dry_run": dry_run,
+                    "output": {"fixed_image": str(out)}}
+            handles[(name, dry_run)] = (path, out, api.submit(routed(make_job("guestkit.fix", data), pool)))
+    for (name, dry_run), (path, out, handle) in handles.items():
+        result = handle.result(timeout=120)
+        error = result.get("error") or {}
+        assert result["status"] == "failed" and error.get("code") == "GUEST_LINK_REFUSED", (name, dry_run, result)
+        assert path in error["message"] and "replace_link" in error["message"], error["message"]
+        assert SHADOW_MARKER not in json.dumps(result).encode(), (name, "the link's target leaked into the result")
+        assert not out.exists()
+    replaced = allowed / "replaced.qcow2"
+    result = _run(pool, "guestkit.fix", {
+        "image": {"path": str(linked)}, "output": {"fixed_image": str(replaced)},
+        "operations": [{"type": "set_hostname", "options": {"hostname": "newname", "replace_link": True}}]})
+    assert result["status"] == "completed", result
+    assert SHADOW_MARKER not in json.dumps(result).encode()
+    with open_guest(linked) as before, open_guest(replaced) as after:
+        tree = after.root_tree()
+        assert tree.stat("/etc/hostname").type == "file" and tree.read_bytes("/etc/hostname") == b"newname\n"
+        assert tree.read_bytes("/etc/shadow") == before.root_tree().read_bytes("/etc/shadow")
+        assert tree.stat("/etc/shadow").mode == before.root_tree().stat("/etc/shadow").mode

@@ -26,6 +26,8 @@ class ErrorCode(StrEnum):
     IMAGE_NOT_ALLOWED = "IMAGE_NOT_ALLOWED"
     #: an output the job names exists already and the job did not set its overwrite option
     OUTPUT_EXISTS = "OUTPUT_EXISTS"
+    #: a fix would write through a symlink inside the guest (the operation did not say it replaces it)
+    GUEST_LINK_REFUSED = "GUEST_LINK_REFUSED"
 
 
 #: Codes after which running the same job again may succeed.

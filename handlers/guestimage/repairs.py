@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from app.plugin.errors import ErrorCode
 from handlers.tree import read_text
 
 from .extwrite import ExtWriteError, ExtWriter, FatWriter
@@ -29,11 +30,34 @@ _VIRTUAL = {"swap", "proc", "sysfs", "tmpfs", "devpts", "devtmpfs", "nfs", "nfs4
 
 
 class RepairError(Exception):
-    """An operation cannot be planned or applied; ``invalid`` when its options are wrong."""
+    """An operation cannot be planned or applied; ``invalid`` when its options are wrong; ``code``
+    when the job must fail with that contract code whatever its execution policy."""
 
-    def __init__(self, message: str, *, invalid: bool = False) -> None:
+    def __init__(self, message: str, *, invalid: bool = False, code: ErrorCode | None = None,
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.invalid = invalid
+        self.code = code
+        self.details = details or {}
+
+
+def _link_refused(guest: Guest, path: str) -> RepairError:
+    target = guest.root_tree().readlink(path)
+    return RepairError(f"{path} is a guest symlink to {target}; fix does not write through links (set "
+                       "options.replace_link to replace the link itself with a file)",
+                       code=ErrorCode.GUEST_LINK_REFUSED, details={"path": path, "link_target": target})
+
+
+def _read_named(guest: Guest, path: str, options: dict[str, Any]) -> str | None:
+    """The text of ``path`` itself, for an operation that rewrites it: a guest symlink there is
+    refused (``GUEST_LINK_REFUSED``) unless ``options.replace_link``, and never read through."""
+    tree = guest.root_tree()
+    info = tree.stat(path)
+    if info is not None and info.type == "symlink":
+        if not options.get("replace_link", False):
+            raise _link_refused(guest, path)
+        return None
+    return read_text(tree, path)
 
 
 @dataclass
@@ -97,10 +121,14 @@ def _mode(value: Any, default: int) -> int:
     raise RepairError(f"mode {value!r} must be an octal string like '0644' or an int", invalid=True)
 
 
-def _write_edit(guest: Guest, path: str, data: bytes, *, mode: int | None = None, uid: int | None = None,
-                gid: int | None = None, default_mode: int = 0o644) -> Edit:
-    """An edit writing ``data`` to ``path``, keeping the existing file's mode and owner unless given."""
+def _write_edit(guest: Guest, path: str, data: bytes, options: dict[str, Any], *, mode: int | None = None,
+                uid: int | None = None, gid: int | None = None, default_mode: int = 0o644) -> Edit:
+    """An edit writing ``data`` to ``path`` itself, keeping the existing file's mode and owner unless
+    given. A guest symlink at ``path`` is refused unless ``options.replace_link`` (then the link is
+    replaced by the file: a write never follows a link)."""
     info = guest.root_tree().stat(path)
+    if info is not None and info.type == "symlink" and not options.get("replace_link", False):
+        raise _link_refused(guest, path)
     if info is not None and info.type not in ("file", "symlink"):
         raise RepairError(f"{path} exists and is a {info.type}, not a file")
     keep_mode, keep_uid, keep_gid = (info.mode, info.uid, info.gid) if info and info.type == "file" else \
@@ -114,13 +142,12 @@ def plan_set_hostname(guest: Guest, options: dict[str, Any]) -> Plan:
     name = options.get("hostname")
     if not isinstance(name, str) or not _HOSTNAME.match(name):
         raise RepairError("options.hostname must be a valid host name", invalid=True)
-    tree = guest.root_tree()
-    old_text = read_text(tree, "/etc/hostname")
+    old_text = _read_named(guest, "/etc/hostname", options)
     old = (old_text or "").strip()
-    hosts = read_text(tree, "/etc/hosts")
+    hosts = _read_named(guest, "/etc/hosts", options)
     plan = Plan("/etc/hostname", {"hostname": old or None}, {"hostname": name})
     if old != name or old_text != name + "\n":
-        plan.edits.append(_write_edit(guest, "/etc/hostname", f"{name}\n".encode()))
+        plan.edits.append(_write_edit(guest, "/etc/hostname", f"{name}\n".encode(), options))
     if hosts is not None:
         lines = []
         for line in hosts.splitlines():
@@ -134,7 +161,7 @@ def plan_set_hostname(guest: Guest, options: dict[str, Any]) -> Plan:
             lines.append(f"127.0.1.1\t{name}")
         new_hosts = "\n".join(lines) + "\n"
         if new_hosts != hosts:
-            plan.edits.append(_write_edit(guest, "/etc/hosts", new_hosts.encode()))
+            plan.edits.append(_write_edit(guest, "/etc/hosts", new_hosts.encode(), options))
             plan.before["hosts"], plan.after["hosts"] = hosts, new_hosts
     return plan
 
@@ -168,8 +195,8 @@ def plan_write_file(guest: Guest, options: dict[str, Any]) -> Plan:
     if uid is not None and (not isinstance(uid, int) or uid < 0) or gid is not None and (
             not isinstance(gid, int) or gid < 0):
         raise RepairError("options.uid and options.gid must be non-negative integers", invalid=True)
-    edit = _write_edit(guest, path, data, mode=_mode(options.get("mode"), 0o644) if "mode" in options else None,
-                       uid=uid, gid=gid)
+    mode = _mode(options.get("mode"), 0o644) if "mode" in options else None
+    edit = _write_edit(guest, path, data, options, mode=mode, uid=uid, gid=gid)
     plan.edits.append(edit)
     plan.after = {"exists": True, "type": "file", "mode": f"{edit.mode:04o}", "uid": edit.uid, "gid": edit.gid,
                   "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
@@ -246,7 +273,7 @@ def plan_lock_account(guest: Guest, options: dict[str, Any]) -> Plan:
     user = options.get("username") or options.get("user") or options.get("name")
     if not isinstance(user, str) or not _USER.match(user):
         raise RepairError("options.username must be a user name", invalid=True)
-    shadow = read_text(guest.root_tree(), "/etc/shadow")
+    shadow = _read_named(guest, "/etc/shadow", options)
     if shadow is None:
         raise RepairError("/etc/shadow does not exist")
     lines = shadow.splitlines()
@@ -259,7 +286,8 @@ def plan_lock_account(guest: Guest, options: dict[str, Any]) -> Plan:
                 fields[1] = "!" + fields[1]
                 lines[index] = ":".join(fields)
                 text = "\n".join(lines) + ("\n" if shadow.endswith("\n") else "")
-                plan.edits.append(_write_edit(guest, "/etc/shadow", text.encode(), default_mode=0o640))
+                edit = _write_edit(guest, "/etc/shadow", text.encode(), options, default_mode=0o640)
+                plan.edits.append(edit)
             else:
                 plan.notes.append("already locked")
             return plan
@@ -286,7 +314,7 @@ def plan_fstab_repair(guest: Guest, options: dict[str, Any]) -> Plan:
     if action not in ("comment", "nofail"):
         raise RepairError("options.action must be 'comment' or 'nofail'", invalid=True)
     use_uuid = bool(options.get("use_uuid", True))
-    text = read_text(guest.root_tree(), "/etc/fstab")
+    text = _read_named(guest, "/etc/fstab", options)
     if text is None:
         raise RepairError("/etc/fstab does not exist")
     by_line = {entry.line: entry for entry in parse_fstab(text)}
@@ -319,7 +347,7 @@ def plan_fstab_repair(guest: Guest, options: dict[str, Any]) -> Plan:
     new_text = "\n".join(lines) + ("\n" if text.endswith("\n") else "")
     plan = Plan("/etc/fstab", {"fstab": text}, {"fstab": new_text, "fixes": fixes})
     if new_text != text:
-        plan.edits.append(_write_edit(guest, "/etc/fstab", new_text.encode()))
+        plan.edits.append(_write_edit(guest, "/etc/fstab", new_text.encode(), options))
     return plan
 
 
@@ -382,7 +410,7 @@ def _apply_one(guest: Guest, raw_image: str, edit: Edit, fsck: dict[str, Any]) -
         fsck[edit.device] = {"errors_before": before != 0, "repair_exit_code": code,
                              "errors_after": after != 0, "output": output.splitlines()[-3:]}
         return edit.device
-    device, inner = _locate(guest, edit.path, follow=edit.kind == "write")
+    device, inner = _locate(guest, edit.path, follow=False)  # a write replaces a link it was allowed to
     writer = _writer(guest, raw_image, device)
     exists = guest.filesystem_tree(device).stat(inner) is not None
     if edit.kind == "write":
