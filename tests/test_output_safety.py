@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,3 +247,51 @@ def test_fix_refuses_to_write_through_guest_links_and_reads_nothing_through_them
         assert tree.stat("/etc/hostname").type == "file" and tree.read_bytes("/etc/hostname") == b"newname\n"
         assert tree.read_bytes("/etc/shadow") == before.root_tree().read_bytes("/etc/shadow")
         assert tree.stat("/etc/shadow").mode == before.root_tree().stat("/etc/shadow").mode
+
+
+# --- the platform's own files: results, the bridge's done/ and failed/, the job store ------------------
+def test_links_planted_at_the_platforms_own_names_are_never_written_through(pool: str, allowed: Path,
+                                                                           canary: Path) -> None:
+    import app.celery  # noqa: F401 - makes the guestkit app the current one, which the bridge submits through
+    from app.intake.bridge import Bridge, BridgeConfig
+
+    before = _hash(canary)
+    doc = routed(make_job("system.echo", {"message": "hi"}), pool)
+    result_path = SESSION_DIR / "results" / f"{doc['job_id']}-result.json"
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.symlink_to(canary)
+    assert api.submit(doc).result(timeout=60)["status"] == "completed"
+    assert not result_path.is_symlink() and b"hi" in result_path.read_bytes()
+
+    jobs = allowed / "drop"
+    for folder in ("done", "failed"):
+        (jobs / folder).mkdir(parents=True)
+    (jobs / "done" / "good.json").symlink_to(canary)
+    (jobs / "failed" / "bad.json").symlink_to(canary)
+    (jobs / "failed" / "bad.json.reason.txt").symlink_to(canary)
+    (jobs / "failed" / "bad.1.json.reason.txt").symlink_to(canary)
+    (jobs / "good.json").write_text(json.dumps(routed(make_job("system.echo", {"message": "dropped"}), pool)))
+    (jobs / "bad.json").write_text("{not json")
+    bridge = Bridge(BridgeConfig(jobs_dir=jobs, settle=0.0))
+    deadline = time.monotonic() + 60
+    while not ((jobs / "done" / "good.1.json").exists() and list((jobs / "failed").glob("bad.*.json"))):
+        bridge.tick()
+        assert time.monotonic() < deadline, sorted(p.name for p in jobs.rglob("*"))
+        time.sleep(0.02)
+    moved = sorted(p.name for p in (jobs / "failed").iterdir() if not p.is_symlink())
+    assert moved == ["bad.2.json", "bad.2.json.reason.txt"], moved
+    assert _hash(canary) == before
+
+
+def test_the_file_store_never_opens_a_journal_through_a_link(tmp_path: Path, canary: Path) -> None:
+    from app.protocol.states import JobStatus
+    from app.store.files import FileJobStore
+
+    store = FileJobStore(tmp_path / "store")
+    status = JobStatus(job_id=f"job-{uuid.uuid4().hex[:10]}", operation="system.echo")
+    (store.root / "jobs" / f"{status.job_id}.jsonl").symlink_to(canary)
+    with pytest.raises(OSError):
+        store.create(status)
+    with pytest.raises(OSError):
+        store.get(status.job_id)
+    assert canary.read_bytes() == b"do not touch\n"

@@ -40,7 +40,7 @@ from celery import Celery, current_app
 from pydantic import BaseModel, Field
 
 from app.intake.submission import SubmitFailed, publish, submit
-from app.plugin.atomic import rename_noreplace, write_atomic
+from app.plugin.atomic import CREATE_FLAGS, rename_noreplace, write_all, write_atomic
 from app.plugin.errors import ErrorCode, ValidationFailed
 from app.plugin.registry import installed
 from app.protocol.models import JOB_ID_PATTERN, JobDocument
@@ -315,7 +315,11 @@ class Bridge:
         target = self.ids_dir / job_id
         record = json.dumps({"token": claim.token, "file": claim.name}).encode()
         tmp = self.ids_dir / f".{claim.token}.tmp"
-        tmp.write_bytes(record)
+        fd = os.open(tmp, CREATE_FLAGS, 0o644)  # new, never through a planted link
+        try:
+            write_all(fd, record)
+        finally:
+            os.close(fd)
         try:
             os.link(tmp, target)  # atomic and never replaces
             return None

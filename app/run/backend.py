@@ -10,7 +10,9 @@ Celery states: completed → SUCCESS; failed and timeout → FAILURE; cancelled 
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -87,10 +89,18 @@ class GuestkitBackend(KeyValueStoreBackend):
         return self.store.update(job_id, finish, expected=current)
 
     def read_result(self, job_id: str) -> dict[str, Any] | None:
+        """The job's result file, read as itself: a symlink planted at its name is no result (the
+        worker's write replaces it) and is never read through."""
         try:
-            return json.loads(self.settings.result_path(job_id).read_bytes())
-        except FileNotFoundError:
+            fd = os.open(self.settings.result_path(job_id), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, IsADirectoryError):
             return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None
+            raise
+        with open(fd, "rb") as handle:
+            return json.loads(handle.read())
 
     # --- what Celery calls ----------------------------------------------------------------
     def _store_result(self, task_id: str, result: Any, state: str, traceback: Any = None,

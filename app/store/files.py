@@ -230,8 +230,8 @@ class FileJobStore(JobStore):
         with self._thread_locks[stripe]:
             fd = self._lock_fds.get(stripe)
             if fd is None:
-                fd = self._lock_fds[stripe] = os.open(self.root / "locks" / str(stripe), os.O_RDWR | os.O_CREAT,
-                                                      0o644)
+                fd = self._lock_fds[stripe] = os.open(self.root / "locks" / str(stripe),
+                                                      os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
@@ -244,7 +244,7 @@ class FileJobStore(JobStore):
     def _read(self, job_id: str) -> list[bytes]:
         """The complete lines of the job's journal (none when it has none)."""
         try:
-            fd = os.open(self._journal(job_id), os.O_RDONLY)
+            fd = os.open(self._journal(job_id), os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return []
         try:
@@ -253,7 +253,7 @@ class FileJobStore(JobStore):
             os.close(fd)
 
     def _append_records(self, job_id: str, data: bytes) -> None:
-        fd = os.open(self._journal(job_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self._journal(job_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             _append(fd, data)
         finally:
@@ -266,10 +266,10 @@ class FileJobStore(JobStore):
         path = self._journal(status.job_id)
         with self._locked(status.job_id):
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
                 exists = False
             except FileExistsError:
-                fd = os.open(path, os.O_RDWR | os.O_APPEND)
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
                 exists = True
             try:
                 # a journal without a status (progress or a document came first) is not a job yet
@@ -282,7 +282,7 @@ class FileJobStore(JobStore):
 
     def get(self, job_id: str) -> JobStatus | None:
         try:
-            fd = os.open(self._journal(job_id), os.O_RDONLY)
+            fd = os.open(self._journal(job_id), os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
         try:
@@ -295,7 +295,7 @@ class FileJobStore(JobStore):
         result in one write (the events alone when ``change`` refuses or there is no status)."""
         with self._locked(job_id):
             try:
-                fd = os.open(self._journal(job_id), os.O_RDWR | os.O_APPEND)
+                fd = os.open(self._journal(job_id), os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
             except FileNotFoundError:
                 if events:
                     self._append_records(job_id, events)
@@ -351,7 +351,7 @@ class FileJobStore(JobStore):
             holder_status = self.get(holder) if holder else None
             if holder is None or holder_status is None or holder_status.state in _FREE_STATES:
                 if holder != job_id:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
                     try:
                         _append(fd, json.dumps({"key": key, "job_id": job_id}).encode())
                     finally:
@@ -401,7 +401,7 @@ class FileJobStore(JobStore):
         """Lock (F_WRLCK) or unlock (F_UNLCK) the byte at ``offset`` of runs.lock for this store
         object; False when another open file description holds it."""
         if self._runs_fd is None:
-            self._runs_fd = os.open(self._runs_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._runs_fd = os.open(self._runs_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.fcntl(self._runs_fd, fcntl.F_OFD_SETLK, struct.pack(_FLOCK, kind, os.SEEK_SET, offset, 1, 0))
         except OSError as exc:
