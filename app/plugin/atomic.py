@@ -25,21 +25,27 @@ def write_all(fd: int, data: bytes) -> None:
 def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Write ``data`` to a new temporary file beside ``path`` and rename it over ``path``.
 
-    The temporary name is random and created with ``O_EXCL|O_NOFOLLOW``. ``durable`` also fsyncs
-    the file before the rename (slower; for results).
+    The directory is opened once and both steps are made relative to it, so a directory swapped
+    meanwhile changes nothing; the temporary name is random and created with ``O_EXCL|O_NOFOLLOW``;
+    a symlink at ``path`` itself is replaced, never followed. ``durable`` also fsyncs the file
+    before the rename (slower; for results).
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, CREATE_FLAGS, 0o644)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        write_all(fd, data)
-        if durable:
-            os.fsync(fd)
-    except BaseException:
+        tmp = f".{path.name}.{secrets.token_hex(8)}.tmp"
+        fd = os.open(tmp, CREATE_FLAGS, 0o644, dir_fd=directory)
+        try:
+            write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp, dir_fd=directory)
+            raise
         os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
+        os.replace(tmp, path.name, src_dir_fd=directory, dst_dir_fd=directory)
+    finally:
+        os.close(directory)
 
 
 def rename_noreplace(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
