@@ -190,8 +190,8 @@ SHADOW_MARKER = b"alicehash"
 
 @pytest.fixture(scope="module")
 def linked_guest() -> Iterator[Path]:
-    """A guest whose /etc/hostname and /etc/motd are symlinks to /etc/shadow, and whose /etc/shadow
-    is itself a symlink to the real file elsewhere."""
+    """A guest whose /etc/hostname and /etc/motd are symlinks to /etc/shadow, and one whose
+    /etc/shadow and /etc/fstab are themselves symlinks to the real files elsewhere."""
     base = SESSION_DIR / f"outputs-linked-{uuid.uuid4().hex[:6]}"
     base.mkdir()
     files = sample_root(base / "root")
@@ -204,6 +204,8 @@ def linked_guest() -> Iterator[Path]:
     (base / "root" / "var" / "lib").mkdir(parents=True, exist_ok=True)
     (etc / "shadow").rename(base / "root" / "var" / "lib" / "shadow.real")
     (etc / "shadow").symlink_to("../var/lib/shadow.real")
+    (etc / "fstab").rename(etc / "fstab.real")
+    (etc / "fstab").symlink_to("fstab.real")
     build_image(base / "root", base / "shadow-linked.qcow2", fmt="qcow2")
     yield base
     shutil.rmtree(base, ignore_errors=True)
@@ -221,6 +223,7 @@ def test_fix_refuses_to_write_through_guest_links_and_reads_nothing_through_them
                                                  "options": {"path": "/etc/motd", "content": "x"}}, "/etc/motd"),
         "lock_account on a linked /etc/shadow": (shadow_linked, {"type": "lock_account",
                                                                  "options": {"username": "alice"}}, "/etc/shadow"),
+        "fstab_repair on a linked /etc/fstab": (shadow_linked, {"type": "fstab_repair"}, "/etc/fstab"),
     }
     handles = {}
     for name, (image, operation, path) in cases.items():

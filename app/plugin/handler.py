@@ -1,5 +1,5 @@
 """What a handler is and what it is given. No Celery here: handlers import nothing of ``app`` but
-``app.plugin`` (this module, ``errors``, ``paths``, ``atomic``).
+``app.plugin`` (this module, ``errors``, ``paths``, ``outputs``, ``atomic``).
 
 A handler is a class with an ``operation`` name, one pydantic payload model per payload
 version, the features it brings, and ``execute(ctx, payload)``. It is registered under the
