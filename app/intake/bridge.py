@@ -315,6 +315,7 @@ class Bridge:
         target = self.ids_dir / job_id
         record = json.dumps({"token": claim.token, "file": claim.name}).encode()
         tmp = self.ids_dir / f".{claim.token}.tmp"
+        tmp.unlink(missing_ok=True)  # left by a bridge killed here before (the claim's token is the same)
         fd = os.open(tmp, CREATE_FLAGS, 0o644)  # new, never through a planted link
         try:
             write_all(fd, record)
