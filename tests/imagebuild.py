@@ -544,3 +544,11 @@ class FakeContext:
         from app.plugin.paths import resolve_allowed
 
         return resolve_allowed(path, self.allowed_dirs, must_exist=must_exist)
+
+
+def sample_guest(base: Path, name: str, fmt: str = "qcow2") -> Path:
+    """``base/name``: the sample guest (``sample_root``, plain layout) as an image, built in a new ``base``."""
+    base.mkdir(parents=True)
+    sample_root(base / "root")
+    build_image(base / "root", base / name, fmt=fmt)
+    return base / name

@@ -28,7 +28,7 @@ import pytest
 
 from app.intake import api
 from tests.conftest import SESSION_DIR, WorkerPool, WorkerProcess, make_job, routed
-from tests.imagebuild import build_image, sample_root
+from tests.imagebuild import sample_guest
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(300)]
 
@@ -274,10 +274,7 @@ def test_the_default_gate_refuses_any_backing_file_and_names_the_setting(
 @pytest.fixture(scope="module")
 def honest_chain() -> Iterator[Path]:
     """A guest (raw) under a qcow2 overlay under a second one, all in one allowed directory."""
-    base = SESSION_DIR / f"trust-honest-{uuid.uuid4().hex[:6]}"
-    base.mkdir()
-    sample_root(base / "root")
-    build_image(base / "root", base / "guest.raw", fmt="raw")
+    base = sample_guest(SESSION_DIR / f"trust-honest-{uuid.uuid4().hex[:6]}", "guest.raw", "raw").parent
     size = (base / "guest.raw").stat().st_size
     _qcow2(base / "middle.qcow2", "guest.raw", size=size)
     yield _qcow2(base / "top.qcow2", "middle.qcow2", "qcow2", size=size)

@@ -21,7 +21,7 @@ import pytest
 from app.intake import api
 from app.plugin.atomic import write_atomic
 from tests.conftest import SESSION_DIR, WorkerPool, make_job, routed
-from tests.imagebuild import build_image, sample_root
+from tests.imagebuild import build_image, sample_guest, sample_root
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(300)]
 
@@ -42,12 +42,9 @@ def canary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def guest() -> Iterator[Path]:
-    base = SESSION_DIR / f"outputs-guest-{uuid.uuid4().hex[:6]}"
-    base.mkdir()
-    sample_root(base / "root")
-    build_image(base / "root", base / "guest.qcow2", fmt="qcow2")
-    yield base / "guest.qcow2"
-    shutil.rmtree(base, ignore_errors=True)
+    image = sample_guest(SESSION_DIR / f"outputs-guest-{uuid.uuid4().hex[:6]}", "guest.qcow2")
+    yield image
+    shutil.rmtree(image.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
