@@ -11,9 +11,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from celery import Celery
+from typing import TYPE_CHECKING, Any
 
 from app.intake import submission
 from app.intake.submission import SubmitFailed
@@ -21,7 +19,11 @@ from app.plugin.errors import ErrorCode, JobError
 from app.protocol.models import JobDocument
 from app.protocol.results import ErrorInfo, failure_result
 from app.protocol.states import InvalidTransition, JobState, JobStatus, utc_now
-from app.run.backend import GuestkitBackend
+
+if TYPE_CHECKING:  # not imported here: celery's package is not safe to import from two threads at once
+    from celery import Celery
+
+    from app.run.backend import GuestkitBackend
 
 __all__ = ["CancelRefused", "JobHandle", "SubmitFailed", "cancel", "list_jobs", "publish", "status", "submit"]
 

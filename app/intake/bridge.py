@@ -34,9 +34,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery import Celery, current_app
 from pydantic import BaseModel, Field
 
 from app.intake.submission import SubmitFailed, publish, submit
@@ -47,6 +46,9 @@ from app.protocol.models import JOB_ID_PATTERN, JobDocument
 from app.protocol.results import ErrorInfo, failure_result
 from app.protocol.states import InvalidTransition, JobState, JobStatus, utc_now
 from app.protocol.validation import read_document, validate
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 logger = logging.getLogger("guestkit.bridge")
 
@@ -110,6 +112,8 @@ class Bridge:
     def __init__(self, config: BridgeConfig, app: Celery | None = None) -> None:
         """``app``: the guestkit Celery app to submit through (default: the current app, which
         importing ``app.celery`` makes it)."""
+        from celery import current_app  # here: celery's package is not safe to import from two threads at once
+
         app = app or current_app
         if app.main != "guestkit":
             raise RuntimeError(f"the Celery app {app.main!r} is not guestkit's: import app.celery first")

@@ -9,9 +9,8 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery import Celery
 from kombu import Queue
 
 from app.plugin.errors import ErrorCode, JobError
@@ -21,6 +20,9 @@ from app.protocol.results import ErrorInfo, failure_result
 from app.protocol.states import JobState, JobStatus, utc_now
 from app.protocol.validation import validate
 from app.run.workers import unmet_constraints
+
+if TYPE_CHECKING:  # not imported here: celery's package is not safe to import from two threads at once
+    from celery import Celery
 
 MAX_PRIORITY = 10
 #: how much of a job Flower shows as the task's arguments (``_argsrepr``)
