@@ -44,7 +44,7 @@ class ConvertHandler(Handler):
         ctx.report_progress("validation", 0, "checking paths")
         paths = JobPaths(ctx.allowed_dirs, ctx.job_id)
         source = paths.input(payload.source.path, "source.path")
-        overwrite = bool(getattr(payload.options, "overwrite", False))
+        overwrite = payload.options.overwrite
         target = paths.output(payload.target.path, "target.path", overwrite=overwrite)
         if payload.source.checksum:
             verify_checksum(source, payload.source.checksum, _checksum_progress(ctx, 1, 10))

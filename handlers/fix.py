@@ -53,7 +53,7 @@ class _Paths:
     def __init__(self, ctx: HandlerContext, payload: FixPayloadV1) -> None:
         self.files = JobPaths(ctx.allowed_dirs, ctx.job_id)
         self.source = self.files.input(payload.image.path, "image.path")
-        self.overwrite = bool(getattr(payload.output, "overwrite", False))
+        self.overwrite = payload.output.overwrite
         fixed = payload.output.fixed_image
         if fixed is None and not payload.in_place and not payload.dry_run:
             raise _fail(ErrorCode.VALIDATION_ERROR,

@@ -122,13 +122,6 @@ class StagedOutput:
         it must inherit ``private_fd`` (``guestimage.trust.inherited_fds`` sees to that)."""
         return f"/proc/self/fd/{self.private_fd}/{self.name}"
 
-    def free_bytes(self) -> int:
-        st = os.fstatvfs(self.private_fd)
-        return st.f_bavail * st.f_frsize
-
-    def size(self) -> int:
-        return os.stat(self.name, dir_fd=self.private_fd, follow_symlinks=False).st_size
-
     def write_bytes(self, data: bytes) -> None:
         fd = os.open(self.name, CREATE_FLAGS, 0o644, dir_fd=self.private_fd)
         try:

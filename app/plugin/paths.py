@@ -26,8 +26,8 @@ def resolve_allowed(path: str | os.PathLike[str], allowed_dirs: list[Path], *, m
         raise JobError(ErrorCode.PATH_NOT_ALLOWED, f"path {text!r} contains a forbidden character",
                        details={"path": text})
     real = Path(os.path.realpath(text))
-    roots = [Path(os.path.realpath(d)) for d in allowed_dirs]
-    if not any(real == root or root in real.parents for root in roots):
+    if not within(real, allowed_dirs):
+        roots = [Path(os.path.realpath(d)) for d in allowed_dirs]
         raise JobError(
             ErrorCode.PATH_NOT_ALLOWED,
             f"path {text} resolves to {real}, outside the allowed directories "

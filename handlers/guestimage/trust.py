@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from app.plugin.errors import ErrorCode, JobError
+from app.plugin.paths import within
 
 from .errors import not_found, unsupported
 
@@ -99,11 +100,6 @@ def refused(message: str, **details: Any) -> JobError:
     return JobError(ErrorCode.IMAGE_NOT_ALLOWED, message, details=details, recoverable=False)
 
 
-def _inside(real: str, roots: tuple[Path, ...]) -> bool:
-    path = Path(real)
-    return any(path == root or root in path.parents for root in roots)
-
-
 def open_checked(path: str, policy: ImagePolicy, *, role: str, owner: str | None = None) -> tuple[int, str]:
     """Open ``path`` read-only without following a final symlink; (fd, real path) once the opened
     file is known to be a regular file inside the allowed directories. ``owner``: the image that
@@ -121,8 +117,8 @@ def open_checked(path: str, policy: ImagePolicy, *, role: str, owner: str | None
         raise refused(f"{what} cannot be opened: {exc.strerror}", **details) from None
     try:
         real = os.readlink(f"/proc/self/fd/{fd}")
-        roots = tuple(Path(os.path.realpath(d)) for d in policy.allowed_dirs)
-        if not _inside(real, roots):
+        if not within(Path(real), list(policy.allowed_dirs)):
+            roots = [os.path.realpath(d) for d in policy.allowed_dirs]
             raise refused(f"{what} is {real}, outside the allowed directories "
                           f"{', '.join(map(str, roots)) or '(none)'}", resolved=real, **details)
         if not os.path.isfile(f"/proc/self/fd/{fd}"):
