@@ -283,6 +283,43 @@ def test_links_planted_at_the_platforms_own_names_are_never_written_through(pool
     assert _hash(canary) == before
 
 
+def test_bridge_folders_swapped_for_links_are_never_written_through(pool: str, allowed: Path,
+                                                                     canary: Path) -> None:
+    """A folder that is a link when the bridge starts is refused, naming it; one swapped for a link
+    afterwards changes nothing: the bridge keeps to the folders it opened."""
+    import app.celery  # noqa: F401 - makes the guestkit app the current one, which the bridge submits through
+    from app.intake.bridge import Bridge, BridgeConfig
+
+    outside = canary.parent / f"swap-{uuid.uuid4().hex[:8]}"
+    outside.mkdir()
+    jobs = allowed / "drop"
+    jobs.mkdir()
+    (jobs / "failed").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(RuntimeError, match=r"drop/failed is a symbolic link"):
+        Bridge(BridgeConfig(jobs_dir=jobs, settle=0.0))
+    (jobs / "failed").unlink()
+    bridge = Bridge(BridgeConfig(jobs_dir=jobs, settle=0.0))
+    folders = (".processing", ".ids", "done", "failed")
+    for folder in folders:
+        (jobs / folder).rename(jobs / f"{folder}.moved")
+        (jobs / folder).symlink_to(outside, target_is_directory=True)
+    good = routed(make_job("system.echo", {"message": "dropped"}), pool)
+    (jobs / "good.json").write_text(json.dumps(good))
+    (jobs / "bad.json").write_text(json.dumps({**good, "job_id": f"bad-{uuid.uuid4().hex[:8]}", "operation": 7}))
+    try:
+        deadline = time.monotonic() + 60
+        while not ((jobs / "done.moved" / "good.json").exists() and (jobs / "failed.moved" / "bad.json").exists()):
+            bridge.tick()
+            assert time.monotonic() < deadline, sorted(str(p.relative_to(jobs)) for p in jobs.rglob("*"))
+            time.sleep(0.02)
+    finally:
+        bridge.close()
+    assert "operation" in (jobs / "failed.moved" / "bad.json.reason.txt").read_text()
+    assert (jobs / ".ids.moved" / good["job_id"]).exists()
+    assert list(outside.iterdir()) == []
+    assert _hash(canary) == hashlib.sha256(b"do not touch\n").hexdigest()
+
+
 def test_the_file_store_never_opens_a_journal_through_a_link(tmp_path: Path, canary: Path) -> None:
     from app.protocol.states import JobStatus
     from app.store.files import FileJobStore

@@ -8,6 +8,11 @@ Layout under the jobs directory::
     done/<name>             the job completed
     failed/<name>           the job failed, or the file was bad; ``<name>.reason.txt`` says why
 
+The jobs directory and its four folders are opened once, when the bridge starts (a folder that is a
+symbolic link is refused), and every name is looked up relative to those open directories: a folder
+renamed or replaced by a link afterwards never redirects a move, a reason file or a record. Files are
+read without following links and created with ``O_EXCL|O_NOFOLLOW``.
+
 Every file is claimed by an atomic rename into ``.processing/`` before anything else, so two bridges
 on one directory never submit one file twice. A claim whose owner died (same host, process gone) is
 adopted by the next bridge that looks (within ``recovery_interval``); it submits what was never
@@ -20,7 +25,9 @@ given ``settle`` seconds of quiet (no change to its mtime) before it is judged b
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
 import heapq
 import json
 import logging
@@ -42,7 +49,7 @@ from app.intake.submission import SubmitFailed, publish, submit
 from app.plugin.atomic import CREATE_FLAGS, rename_noreplace, write_all, write_atomic
 from app.plugin.errors import ErrorCode, ValidationFailed
 from app.plugin.registry import installed
-from app.protocol.models import JOB_ID_PATTERN, JobDocument
+from app.protocol.models import JOB_ID_PATTERN, MAX_DOCUMENT_BYTES, JobDocument
 from app.protocol.results import ErrorInfo, failure_result
 from app.protocol.states import InvalidTransition, JobState, JobStatus, utc_now
 from app.protocol.validation import read_document, validate
@@ -63,6 +70,7 @@ _FIRST_CHECK_DELAY = 0.005
 _MAX_CHECK_DELAY = 0.5
 #: seconds before a file whose handling raised something unexpected is tried again
 _RETRY_DELAY = 1.0
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 class BridgeConfig(BaseModel):
@@ -82,7 +90,8 @@ class Claim:
     next_check: float
     token: str = field(compare=False)
     name: str = field(compare=False)
-    path: Path = field(compare=False)
+    #: its name inside ``.processing/``
+    entry: str = field(compare=False)
     recovered: bool = field(default=False, compare=False)
     job_id: str | None = field(default=None, compare=False)
     delay: float = field(default=_FIRST_CHECK_DELAY, compare=False)
@@ -124,12 +133,7 @@ class Bridge:
         self.payload_models = installed(app.conf.guestkit_extra_handlers).payload_models
         self.timeout_ceiling: int = self.backend.settings.timeout_ceiling
         self.jobs_dir = config.jobs_dir.absolute()
-        self.claims_dir = self.jobs_dir / CLAIMS
-        self.ids_dir = self.jobs_dir / IDS
-        self.done_dir = self.jobs_dir / DONE
-        self.failed_dir = self.jobs_dir / FAILED
-        for folder in (self.claims_dir, self.ids_dir, self.done_dir, self.failed_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+        self.folders = _open_folders(self.jobs_dir)
         self.waiting: dict[str, Claim] = {}  # claimed, not complete yet
         self.inflight: list[Claim] = []  # submitted, a heap by next_check
         self.tracked: set[str] = set()
@@ -153,42 +157,49 @@ class Bridge:
     def idle(self) -> bool:
         return not self.waiting and not self.inflight
 
+    def close(self) -> None:
+        """Let go of the open folders (the bridge cannot tick afterwards)."""
+        folders, self.folders = self.folders, {}
+        for fd in folders.values():
+            os.close(fd)
+
     def recover(self) -> int:
         """Adopt claims whose bridge died (same host, process gone): left by a crash or a kill."""
         adopted = 0
         me = os.getpid()
-        for entry in _scandir(self.claims_dir):
+        claims = self.folders[CLAIMS]
+        for entry in _scandir(claims):
             parsed = parse_claim_name(entry.name)
             if parsed is None:
                 continue
             pid, host, token, name = parsed
             if token in self.tracked or host != HOST or (pid != me and _pid_alive(pid)):
                 continue
-            path = self.claims_dir / claim_name(token, name)
+            mine = claim_name(token, name)
             if pid != me:
                 try:
-                    os.rename(entry.path, path)  # one adopter wins
+                    os.rename(entry.name, mine, src_dir_fd=claims, dst_dir_fd=claims)  # one adopter wins
                 except FileNotFoundError:
                     continue
             logger.warning("bridge: adopting %s (claimed by process %s, now gone)", name, pid)
-            self._start(Claim(0.0, token, name, path, recovered=True))
+            self._start(Claim(0.0, token, name, mine, recovered=True))
             adopted += 1
         return adopted
 
     def _claim_new(self, deadline: float) -> int:
         worked = 0
-        names = sorted(e.name for e in _scandir(self.jobs_dir)
-                       if e.name.endswith(".json") and not e.name.startswith("."))
+        jobs, claims = self.folders[""], self.folders[CLAIMS]
+        names = sorted(e.name for e in _scandir(jobs) if e.name.endswith(".json") and not e.name.startswith("."))
         for name in names:
             if time.monotonic() > deadline and worked:
                 break
             token = uuid.uuid4().hex[:16]
-            path = self.claims_dir / claim_name(token, name)
+            entry = claim_name(token, name)
             try:
-                os.rename(self.jobs_dir / name, path)  # the claim: atomic, one bridge wins
+                os.rename(name, entry, src_dir_fd=jobs, dst_dir_fd=claims)  # the claim: atomic, one bridge wins
             except FileNotFoundError:
                 continue  # another bridge took it
-            self._start(Claim(0.0, token, name, path))
+            self._start(Claim(0.0, token, name, entry))
             worked += 1
         return worked
 
@@ -241,13 +252,13 @@ class Bridge:
     # --- one file ---------------------------------------------------------------------------
     def _process(self, claim: Claim) -> bool:
         """Validate and submit one claimed file; False when it may still be being written."""
-        if not os.path.lexists(claim.path):
+        try:
+            data = read_document(self._read_claimed(claim))
+        except FileNotFoundError:
             self.tracked.discard(claim.token)  # someone removed it from under us
             return True
-        try:
-            data = read_document(claim.path)
         except ValidationFailed as exc:
-            if self._may_still_grow(claim.path):
+            if self._may_still_grow(claim):
                 return False
             self._reject(claim, exc, None)
             return True
@@ -258,16 +269,44 @@ class Bridge:
             return True
         first = self._take_job_id(job.job_id, claim)
         if first is not None:
-            self._move(claim, self.failed_dir, _reason(
+            self._move(claim, FAILED, _reason(
                 claim, "DUPLICATE_JOB_ID",
                 [f"job_id: {job.job_id!r} was already submitted by the file {first!r}; "
                  "the same job_id is executed once (its result is that job's result)"]))
             return True
         return self._hand_over(claim, job)
 
-    def _may_still_grow(self, path: Path) -> bool:
+    def _read_claimed(self, claim: Claim) -> bytes:
+        """The claimed file's bytes, read without following a link or blocking on a FIFO."""
+        where = f"(file): {claim.name}"
         try:
-            info = os.lstat(path)
+            fd = os.open(claim.entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=self.folders[CLAIMS])
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ValidationFailed([f"{where} is a symbolic link; job files must be regular files"]) from None
+            raise ValidationFailed([f"{where}: cannot be read: {exc.strerror}"]) from None
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+                raise ValidationFailed([f"{where} is {what}"])
+            raw = os.read(fd, MAX_DOCUMENT_BYTES + 1)
+            while len(raw) <= MAX_DOCUMENT_BYTES and (more := os.read(fd, MAX_DOCUMENT_BYTES + 1 - len(raw))):
+                raw += more
+        except OSError as exc:
+            raise ValidationFailed([f"{where}: cannot be read: {exc.strerror}"]) from None
+        finally:
+            os.close(fd)
+        if not raw:
+            raise ValidationFailed([f"{where} is empty"])
+        return raw
+
+    def _may_still_grow(self, claim: Claim) -> bool:
+        try:
+            info = os.stat(claim.entry, dir_fd=self.folders[CLAIMS], follow_symlinks=False)
         except OSError:
             return False
         return stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime < self.config.settle
@@ -316,26 +355,28 @@ class Bridge:
 
     def _take_job_id(self, job_id: str, claim: Claim) -> str | None:
         """Record that this file owns ``job_id``; return the file that owned it first, if another."""
-        target = self.ids_dir / job_id
+        ids = self.folders[IDS]
         record = json.dumps({"token": claim.token, "file": claim.name}).encode()
-        tmp = self.ids_dir / f".{claim.token}.tmp"
-        tmp.unlink(missing_ok=True)  # left by a bridge killed here before (the claim's token is the same)
-        fd = os.open(tmp, CREATE_FLAGS, 0o644)  # new, never through a planted link
+        tmp = f".{claim.token}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=ids)  # left by a bridge killed here before (the claim's token is the same)
+        fd = os.open(tmp, CREATE_FLAGS, 0o644, dir_fd=ids)  # new, never through a planted link
         try:
             write_all(fd, record)
         finally:
             os.close(fd)
         try:
-            os.link(tmp, target)  # atomic and never replaces
+            os.link(tmp, job_id, src_dir_fd=ids, dst_dir_fd=ids, follow_symlinks=False)  # atomic, never replaces
             return None
         except FileExistsError:
-            owner = json.loads(target.read_bytes())
+            owner = _read_record(ids, job_id)
             return None if owner.get("token") == claim.token else str(owner.get("file"))
         finally:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=ids)
 
     def _reject(self, claim: Claim, exc: ValidationFailed, data: dict[str, Any] | None) -> None:
-        problems = [p.replace(str(claim.path), claim.name) for p in exc.problems]
+        problems = list(exc.problems)
         extra: list[str] = []
         job_id = data.get("job_id") if data is not None else None
         if isinstance(job_id, str) and _JOB_ID.fullmatch(job_id):
@@ -346,7 +387,7 @@ class Bridge:
                 extra.append(f"failure result: {self.backend.settings.result_path(job_id)}")
             else:
                 extra.append(f"no failure result written: job {job_id} already exists")
-        self._move(claim, self.failed_dir, _reason(claim, exc.code.value, problems, extra))
+        self._move(claim, FAILED, _reason(claim, exc.code.value, problems, extra))
 
     def _save_failure(self, job_id: str, data: dict[str, Any], exc: ValidationFailed, problems: list[str],
                       name: str) -> bool:
@@ -362,7 +403,7 @@ class Bridge:
 
     def _finish(self, claim: Claim, result: dict[str, Any]) -> None:
         if result.get("status") == "completed":
-            self._move(claim, self.done_dir)
+            self._move(claim, DONE)
             return
         error = result.get("error") or {}
         lines = [f"job {result.get('job_id')} ended {result.get('status')}: {error.get('message')}"]
@@ -370,26 +411,28 @@ class Bridge:
             lines.append(f"phase: {error['phase']}")
         lines += list(error.get("details", {}).get("problems", []))
         lines.append(f"result: {self.backend.settings.result_path(str(result.get('job_id')))}")
-        self._move(claim, self.failed_dir, _reason(claim, str(error.get("code", ErrorCode.EXECUTION_ERROR)), lines))
+        self._move(claim, FAILED, _reason(claim, str(error.get("code", ErrorCode.EXECUTION_ERROR)), lines))
 
-    def _move(self, claim: Claim, folder: Path, reason: str | None = None) -> Path:
-        """Move the claimed file to ``folder`` under its own name (numbered if the name is taken)."""
+    def _move(self, claim: Claim, folder: str, reason: str | None = None) -> str:
+        """Move the claimed file to ``folder`` (``done`` or ``failed``) under its own name (numbered if
+        the name is taken), its reason file beside it; return the name it got."""
+        into, claims = self.folders[folder], self.folders[CLAIMS]
         stem, dot, suffix = claim.name.rpartition(".")
         for n in range(10_000):
-            dest = folder / (claim.name if n == 0 else f"{stem}.{n}{dot}{suffix}")
-            if os.path.lexists(dest) or (reason is not None and os.path.lexists(_reason_path(dest))):
+            dest = claim.name if n == 0 else f"{stem}.{n}{dot}{suffix}"
+            if _lexists(into, dest) or (reason is not None and _lexists(into, _reason_name(dest))):
                 continue
             if reason is not None:
-                write_atomic(_reason_path(dest), reason.encode("utf-8", "backslashreplace"))
+                write_atomic(_reason_name(dest), reason.encode("utf-8", "backslashreplace"), dir_fd=into)
             try:
-                rename_noreplace(claim.path, dest)
+                rename_noreplace(claim.entry, dest, src_dir_fd=claims, dst_dir_fd=into)
             except FileExistsError:
                 continue
             break
         else:  # pragma: no cover - ten thousand files of one name
             raise FileExistsError(f"no free name for {claim.name} in {folder}")
         self.tracked.discard(claim.token)
-        logger.info("bridge: %s → %s/%s", claim.name, folder.name, dest.name)
+        logger.info("bridge: %s → %s/%s", claim.name, folder, dest)
         return dest
 
 
@@ -398,16 +441,51 @@ def _reason(claim: Claim, code: str, problems: list[str], extra: list[str] | Non
     return "\n".join(lines) + "\n"
 
 
-def _reason_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".reason.txt")
+def _reason_name(dest: str) -> str:
+    return dest + ".reason.txt"
 
 
-def _scandir(folder: Path) -> list[os.DirEntry[str]]:
+def _open_folders(jobs_dir: Path) -> dict[str, int]:
+    """Open the jobs directory (made if missing) and its folders (made inside it if missing): the
+    jobs directory under ``""``, each folder under its name. A folder that is a symbolic link, or
+    not a directory, is refused: everything the bridge writes must stay inside the jobs directory."""
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    folders = {"": os.open(jobs_dir, _DIR_FLAGS)}
     try:
-        with os.scandir(folder) as entries:
-            return list(entries)
+        for name in (CLAIMS, IDS, DONE, FAILED):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o755, dir_fd=folders[""])
+            try:
+                folders[name] = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=folders[""])
+            except OSError as exc:
+                what = "a symbolic link" if os.path.islink(jobs_dir / name) else f"unusable ({exc.strerror})"
+                raise RuntimeError(f"the bridge's folder {jobs_dir / name} is {what}: it must be a real "
+                                   f"directory inside {jobs_dir}; remove it and start again") from None
+    except BaseException:
+        for fd in folders.values():
+            os.close(fd)
+        raise
+    return folders
+
+
+def _lexists(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
     except FileNotFoundError:
-        return []
+        return False
+    return True
+
+
+def _read_record(folder: int, name: str) -> dict[str, Any]:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+    with os.fdopen(fd, "rb") as handle:
+        value = json.loads(handle.read(65536))
+    return value if isinstance(value, dict) else {}
+
+
+def _scandir(folder: int) -> list[os.DirEntry[str]]:
+    with os.scandir(folder) as entries:
+        return list(entries)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -72,6 +72,9 @@ class BridgeStep(bootsteps.StartStopStep):
 
     def shutdown(self, parent: Any) -> None:
         self.stop(parent)
+        if self.bridge is not None:
+            self.bridge.close()
+            self.bridge = None
 
     def _schedule(self, delay: float) -> None:
         if self.timer is not None:

@@ -387,6 +387,9 @@ def bridge(jobs_dir: Path | None, interval: float | None, settle: float | None, 
         signal.signal(sig, stop)
     runner = Bridge(config, app)
     logging.getLogger("guestkit.bridge").info("bridge: watching %s (pid %s)", runner.jobs_dir, os.getpid())
-    run(runner, interval, should_stop=lambda: bool(stopping))
+    try:
+        run(runner, interval, should_stop=lambda: bool(stopping))
+    finally:
+        runner.close()
     logging.getLogger("guestkit.bridge").info("bridge: stopped")
 

@@ -22,30 +22,40 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, durable: bool = False,
+                 dir_fd: int | None = None) -> None:
     """Write ``data`` to a new temporary file beside ``path`` and rename it over ``path``.
 
-    The directory is opened once and both steps are made relative to it, so a directory swapped
-    meanwhile changes nothing; the temporary name is random and created with ``O_EXCL|O_NOFOLLOW``;
-    a symlink at ``path`` itself is replaced, never followed. ``durable`` also fsyncs the file
-    before the rename (slower; for results).
+    The directory is opened once (or is ``dir_fd``, an open directory, when ``path`` is a name in
+    it) and both steps are made relative to it, so a directory swapped meanwhile changes nothing;
+    the temporary name is random and created with ``O_EXCL|O_NOFOLLOW``; a symlink at ``path``
+    itself is replaced, never followed. ``durable`` also fsyncs the file before the rename (slower;
+    for results).
     """
+    if dir_fd is not None:
+        _write_atomic_at(dir_fd, os.fspath(path), data, durable)
+        return
+    path = Path(path)
     directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        tmp = f".{path.name}.{secrets.token_hex(8)}.tmp"
-        fd = os.open(tmp, CREATE_FLAGS, 0o644, dir_fd=directory)
-        try:
-            write_all(fd, data)
-            if durable:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp, dir_fd=directory)
-            raise
-        os.close(fd)
-        os.replace(tmp, path.name, src_dir_fd=directory, dst_dir_fd=directory)
+        _write_atomic_at(directory, path.name, data, durable)
     finally:
         os.close(directory)
+
+
+def _write_atomic_at(directory: int, name: str, data: bytes, durable: bool) -> None:
+    tmp = f".{name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, CREATE_FLAGS, 0o644, dir_fd=directory)
+    try:
+        write_all(fd, data)
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp, dir_fd=directory)
+        raise
+    os.close(fd)
+    os.replace(tmp, name, src_dir_fd=directory, dst_dir_fd=directory)
 
 
 def rename_noreplace(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
