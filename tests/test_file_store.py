@@ -4,6 +4,7 @@ run leases (OFD byte-range locks on one shared file). The contract is in test_st
 from __future__ import annotations
 
 import fcntl
+import json
 import multiprocessing
 import os
 import signal
@@ -11,6 +12,7 @@ import struct
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -247,3 +249,33 @@ def test_a_lease_ends_with_its_process_not_with_its_forked_children(store: FileJ
             os.kill(grandchild, signal.SIGKILL)
         holder.kill()
         holder.join(10)
+
+
+def test_a_link_planted_at_a_journal_refuses_the_job_by_name_and_leaves_its_target_alone(
+        start_worker: Any, tmp_path: Path) -> None:
+    """Through a real worker's file drop and the Python API: a job whose journal name was taken by a
+    link is refused with the link named, the dropped file kept in failed/ with that reason."""
+    from app.intake import api
+    from app.store.base import StoreFileRefused
+    from tests.conftest import make_job, wait_for
+
+    canary = tmp_path / "canary"
+    canary.write_bytes(b"do not touch\n")
+    jobs = tmp_path / "jobs"
+    worker = start_worker(env={"GUESTKIT_BRIDGE": "1", "GUESTKIT_JOBS_DIR": str(jobs)})
+    store_root = Path(os.environ["GUESTKIT_STORE_URL"].removeprefix("file://"))
+    by_api, by_drop = make_job("system.echo", {"message": "api"}), make_job("system.echo", {"message": "drop"})
+    for doc in (by_api, by_drop):
+        journal_path = store_root / "jobs" / f"{doc['job_id']}.jsonl"
+        journal_path.symlink_to(canary)
+    with pytest.raises(StoreFileRefused, match=rf"{by_api['job_id']}\.jsonl is a symbolic link"):
+        api.submit(by_api)
+    (jobs / "drop.json").write_text(json.dumps(by_drop))
+    reason_file = jobs / "failed" / "drop.json.reason.txt"
+    reason = wait_for(lambda: reason_file.exists() and reason_file.read_text(), 30, "the dropped file in failed/")
+    assert "error: STORE_FILE_REFUSED" in reason and f"{by_drop['job_id']}.jsonl is a symbolic link" in reason
+    assert (jobs / "failed" / "drop.json").exists()
+    assert canary.read_bytes() == b"do not touch\n"
+    assert worker.proc.poll() is None, worker.text()[-3000:]
+    from app.store.factory import open_store
+    assert by_api["job_id"] not in set(open_store(os.environ["GUESTKIT_STORE_URL"]).job_ids())  # listings skip it

@@ -322,13 +322,14 @@ def test_bridge_folders_swapped_for_links_are_never_written_through(pool: str, a
 
 def test_the_file_store_never_opens_a_journal_through_a_link(tmp_path: Path, canary: Path) -> None:
     from app.protocol.states import JobStatus
+    from app.store.base import StoreFileRefused
     from app.store.files import FileJobStore
 
     store = FileJobStore(tmp_path / "store")
     status = JobStatus(job_id=f"job-{uuid.uuid4().hex[:10]}", operation="system.echo")
     (store.root / "jobs" / f"{status.job_id}.jsonl").symlink_to(canary)
-    with pytest.raises(OSError):
+    with pytest.raises(StoreFileRefused, match="is a symbolic link"):
         store.create(status)
-    with pytest.raises(OSError):
+    with pytest.raises(StoreFileRefused, match="is a symbolic link"):
         store.get(status.job_id)
     assert canary.read_bytes() == b"do not touch\n"

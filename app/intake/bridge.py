@@ -53,6 +53,7 @@ from app.protocol.models import JOB_ID_PATTERN, MAX_DOCUMENT_BYTES, JobDocument
 from app.protocol.results import ErrorInfo, failure_result
 from app.protocol.states import InvalidTransition, JobState, JobStatus, utc_now
 from app.protocol.validation import read_document, validate
+from app.store.base import StoreFileRefused
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -274,7 +275,12 @@ class Bridge:
                 [f"job_id: {job.job_id!r} was already submitted by the file {first!r}; "
                  "the same job_id is executed once (its result is that job's result)"]))
             return True
-        return self._hand_over(claim, job)
+        try:
+            return self._hand_over(claim, job)
+        except StoreFileRefused as exc:  # planted in the store: this job cannot be recorded, say so
+            os.unlink(job.job_id, dir_fd=self.folders[IDS])  # the file may come again once the store is mended
+            self._move(claim, FAILED, _reason(claim, "STORE_FILE_REFUSED", [str(exc)]))
+            return True
 
     def _read_claimed(self, claim: Claim) -> bytes:
         """The claimed file's bytes, read without following a link or blocking on a FIFO."""
@@ -383,23 +389,25 @@ class Bridge:
             first = self._take_job_id(job_id, claim)
             if first is not None:
                 extra.append(f"no failure result written: job_id {job_id!r} belongs to the file {first!r}")
-            elif self._save_failure(job_id, data or {}, exc, problems, claim.name):
-                extra.append(f"failure result: {self.backend.settings.result_path(job_id)}")
             else:
-                extra.append(f"no failure result written: job {job_id} already exists")
+                extra.append(self._save_failure(job_id, data or {}, exc, problems, claim.name))
         self._move(claim, FAILED, _reason(claim, exc.code.value, problems, extra))
 
     def _save_failure(self, job_id: str, data: dict[str, Any], exc: ValidationFailed, problems: list[str],
-                      name: str) -> bool:
+                      name: str) -> str:
+        """Record the rejected job failed, with its result; return the line that says what was done."""
         operation = data.get("operation")
         fresh = JobStatus(job_id=job_id, operation=operation if isinstance(operation, str) else "(invalid)")
-        current = self.store.get(job_id)
-        if not self.store.create(fresh) and (current is None or current.state is not JobState.PENDING):
-            return False
+        try:
+            current = self.store.get(job_id)
+            if not self.store.create(fresh) and (current is None or current.state is not JobState.PENDING):
+                return f"no failure result written: job {job_id} already exists"
+        except StoreFileRefused as refused:
+            return f"no failure result written: {refused}"
         error = ErrorInfo(code=exc.code.value, message=f"the job file {name} was rejected: " + "; ".join(problems),
                           phase="validation", details={"problems": problems, "file": name})
         self.backend.save_final(failure_result(job_id, error, finished_at=utc_now()))
-        return True
+        return f"failure result: {self.backend.settings.result_path(job_id)}"
 
     def _finish(self, claim: Claim, result: dict[str, Any]) -> None:
         if result.get("status") == "completed":

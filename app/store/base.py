@@ -3,12 +3,25 @@ same interface for several hosts."""
 
 from __future__ import annotations
 
+import errno
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from app.protocol.states import JobState, JobStatus
+
+
+class StoreFileRefused(OSError):
+    """A file of the job store is a symbolic link (someone planted it): the store never follows one,
+    and the job it belongs to cannot be recorded until it is removed."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.ELOOP, f"the job store's file {path} is a symbolic link; the store never "
+                                      "follows one: remove it", path)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ from typing import Any
 
 from app.plugin.atomic import write_atomic
 from app.protocol.states import JobState, JobStatus
-from app.store.base import JobStore, KeyClaim, RunView
+from app.store.base import JobStore, KeyClaim, RunView, StoreFileRefused
 
 #: lock files shared by all jobs (a job's lock is the stripe its id hashes to)
 LOCK_STRIPES = 64
@@ -162,6 +162,25 @@ def _append(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "journal record written in part")
 
 
+def _open(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> int:
+    """``os.open`` for every file of the store: never through a symbolic link (one planted at a
+    store file's name raises ``StoreFileRefused``, naming it)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreFileRefused(os.fspath(path)) from None
+        raise
+
+
+def _read_file(path: str) -> bytes:
+    fd = _open(path, os.O_RDONLY)
+    try:
+        return _read_all(fd)
+    finally:
+        os.close(fd)
+
+
 def _lease_offset(job_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(job_id.encode(), digest_size=8).digest(), "big") >> 2
 
@@ -230,8 +249,8 @@ class FileJobStore(JobStore):
         with self._thread_locks[stripe]:
             fd = self._lock_fds.get(stripe)
             if fd is None:
-                fd = self._lock_fds[stripe] = os.open(self.root / "locks" / str(stripe),
-                                                      os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+                fd = self._lock_fds[stripe] = _open(self.root / "locks" / str(stripe),
+                                                      os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
@@ -244,7 +263,7 @@ class FileJobStore(JobStore):
     def _read(self, job_id: str) -> list[bytes]:
         """The complete lines of the job's journal (none when it has none)."""
         try:
-            fd = os.open(self._journal(job_id), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = _open(self._journal(job_id), os.O_RDONLY)
         except FileNotFoundError:
             return []
         try:
@@ -253,7 +272,7 @@ class FileJobStore(JobStore):
             os.close(fd)
 
     def _append_records(self, job_id: str, data: bytes) -> None:
-        fd = os.open(self._journal(job_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = _open(self._journal(job_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             _append(fd, data)
         finally:
@@ -266,10 +285,10 @@ class FileJobStore(JobStore):
         path = self._journal(status.job_id)
         with self._locked(status.job_id):
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                fd = _open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
                 exists = False
             except FileExistsError:
-                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
+                fd = _open(path, os.O_RDWR | os.O_APPEND)
                 exists = True
             try:
                 # a journal without a status (progress or a document came first) is not a job yet
@@ -282,7 +301,7 @@ class FileJobStore(JobStore):
 
     def get(self, job_id: str) -> JobStatus | None:
         try:
-            fd = os.open(self._journal(job_id), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = _open(self._journal(job_id), os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:
@@ -295,7 +314,7 @@ class FileJobStore(JobStore):
         result in one write (the events alone when ``change`` refuses or there is no status)."""
         with self._locked(job_id):
             try:
-                fd = os.open(self._journal(job_id), os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
+                fd = _open(self._journal(job_id), os.O_RDWR | os.O_APPEND)
             except FileNotFoundError:
                 if events:
                     self._append_records(job_id, events)
@@ -338,7 +357,7 @@ class FileJobStore(JobStore):
         """The job named by a key file; None when there is none, or it is torn (a writer that died,
         or, read without the key's lock, one still writing)."""
         try:
-            with open(path, "rb") as file:
+            with os.fdopen(_open(path, os.O_RDONLY), "rb") as file:
                 record = json.loads(file.read())
             return record["job_id"] if record["key"] == key else None
         except (FileNotFoundError, ValueError, KeyError, TypeError):
@@ -351,7 +370,7 @@ class FileJobStore(JobStore):
             holder_status = self.get(holder) if holder else None
             if holder is None or holder_status is None or holder_status.state in _FREE_STATES:
                 if holder != job_id:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+                    fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                     try:
                         _append(fd, json.dumps({"key": key, "job_id": job_id}).encode())
                     finally:
@@ -375,14 +394,14 @@ class FileJobStore(JobStore):
         return documents[-1] if documents else None
 
     def request_cancel(self, job_id: str) -> None:
-        (self.cancels / job_id).touch()
+        os.close(_open(self.cancels / job_id, os.O_WRONLY | os.O_CREAT))
 
     def cancel_requested(self, job_id: str) -> bool:
         return os.path.exists(f"{self._cancel_dir}{job_id}")
 
     def job_ids(self) -> Iterator[str]:
         for entry in os.scandir(self.jobs):
-            if entry.name.endswith(".jsonl"):
+            if entry.name.endswith(".jsonl") and not entry.is_symlink():  # a planted link is no job
                 yield entry.name[: -len(".jsonl")]
 
     # --- runs ------------------------------------------------------------------------------------
@@ -401,7 +420,7 @@ class FileJobStore(JobStore):
         """Lock (F_WRLCK) or unlock (F_UNLCK) the byte at ``offset`` of runs.lock for this store
         object; False when another open file description holds it."""
         if self._runs_fd is None:
-            self._runs_fd = os.open(self._runs_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            self._runs_fd = _open(self._runs_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.fcntl(self._runs_fd, fcntl.F_OFD_SETLK, struct.pack(_FLOCK, kind, os.SEEK_SET, offset, 1, 0))
         except OSError as exc:
@@ -445,7 +464,7 @@ class FileJobStore(JobStore):
             if not entry.name.endswith(".json"):
                 continue
             try:
-                record = json.loads(Path(entry.path).read_bytes())
+                record = json.loads(_read_file(entry.path))
             except (OSError, ValueError):
                 continue
             if record["expires"] > now:
@@ -463,7 +482,7 @@ class FileJobStore(JobStore):
         for entry in os.scandir(self.waiting):
             if entry.name.endswith(".json"):
                 try:
-                    found[entry.name[: -len(".json")]] = json.loads(Path(entry.path).read_bytes())
+                    found[entry.name[: -len(".json")]] = json.loads(_read_file(entry.path))
                 except (OSError, ValueError):
                     continue
         return found
