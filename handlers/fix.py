@@ -175,7 +175,7 @@ class FixHandler(Handler):
                               for d, r in fsck.items()}
             changes.append(_change(index, op, "applied" if plan.changes else "unchanged", plan))
         validation = self._finish_filesystems(ctx, work, touched, payload.execution_policy.validate_before_commit)
-        self._publish(ctx, paths, info, work)
+        self._publish(ctx, paths, image, work)
         data = self._data(payload, paths, info, changes, validation, started, dry_run=False)
         data["partial_failure"] = failed
         data["fsck"] = fsck_results
@@ -211,12 +211,13 @@ class FixHandler(Handler):
             results[device] = entry
         return {"validated": validate, "filesystems": results}
 
-    def _publish(self, ctx: HandlerContext, paths: _Paths, info: ImageInfo, work: Path) -> None:
-        assert paths.output is not None
+    def _publish(self, ctx: HandlerContext, paths: _Paths, image: PinnedImage, work: Path) -> None:
+        info = image.info
+        assert paths.output is not None and info is not None
         if paths.backup is not None:
             ctx.report_progress("result_generation", 75, f"backing up the source to {paths.backup}")
             with paths.files.stage(paths.backup) as backup:
-                backup.copy_from(str(paths.source))
+                backup.copy_from(image.raw_path)  # the file checked, not whatever has its name now
                 backup.commit()
         in_place = paths.output == paths.source
         with paths.files.stage(paths.output, overwrite=in_place or paths.overwrite) as staged:

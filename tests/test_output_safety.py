@@ -187,8 +187,9 @@ SHADOW_MARKER = b"alicehash"
 
 @pytest.fixture(scope="module")
 def linked_guest() -> Iterator[Path]:
-    """A guest whose /etc/hostname and /etc/motd are symlinks to /etc/shadow, and one whose
-    /etc/shadow and /etc/fstab are themselves symlinks to the real files elsewhere."""
+    """A guest whose /etc/hostname, /etc/motd, /.autorelabel and the enablement links of a service
+    ``evil`` are symlinks to /etc/shadow, and one whose /etc/shadow and /etc/fstab are themselves
+    symlinks to the real files elsewhere."""
     base = SESSION_DIR / f"outputs-linked-{uuid.uuid4().hex[:6]}"
     base.mkdir()
     files = sample_root(base / "root")
@@ -197,6 +198,11 @@ def linked_guest() -> Iterator[Path]:
     (etc / "hostname").unlink()
     (etc / "hostname").symlink_to("shadow")
     (etc / "motd").symlink_to("/etc/shadow")
+    (base / "root" / ".autorelabel").symlink_to("/etc/shadow")
+    (etc / "systemd" / "system" / "multi-user.target.wants" / "evil.service").symlink_to("/etc/shadow")
+    (etc / "systemd" / "system" / "evil.service").symlink_to("/etc/shadow")
+    (etc / "rc3.d").mkdir()
+    (etc / "rc3.d" / "S20evil").symlink_to("/etc/shadow")
     build_image(base / "root", base / "linked.qcow2", fmt="qcow2")
     (base / "root" / "var" / "lib").mkdir(parents=True, exist_ok=True)
     (etc / "shadow").rename(base / "root" / "var" / "lib" / "shadow.real")
@@ -221,6 +227,7 @@ def test_fix_refuses_to_write_through_guest_links_and_reads_nothing_through_them
         "lock_account on a linked /etc/shadow": (shadow_linked, {"type": "lock_account",
                                                                  "options": {"username": "alice"}}, "/etc/shadow"),
         "fstab_repair on a linked /etc/fstab": (shadow_linked, {"type": "fstab_repair"}, "/etc/fstab"),
+        "selinux_relabel on a linked /.autorelabel": (linked, {"type": "selinux_relabel"}, "/.autorelabel"),
     }
     handles = {}
     for name, (image, operation, path) in cases.items():
@@ -247,6 +254,30 @@ def test_fix_refuses_to_write_through_guest_links_and_reads_nothing_through_them
         assert tree.stat("/etc/hostname").type == "file" and tree.read_bytes("/etc/hostname") == b"newname\n"
         assert tree.read_bytes("/etc/shadow") == before.root_tree().read_bytes("/etc/shadow")
         assert tree.stat("/etc/shadow").mode == before.root_tree().stat("/etc/shadow").mode
+
+
+def test_fix_removes_and_replaces_guest_links_without_following_them(pool: str, linked_guest: Path,
+                                                                    allowed: Path) -> None:
+    """disable_service (its enablement, SysV and mask links all point at /etc/shadow) and
+    selinux_relabel with replace_link act on the links themselves: /etc/shadow keeps its bytes and
+    mode, and no result carries them."""
+    from handlers.guestimage import open_guest
+
+    linked, fixed = linked_guest / "linked.qcow2", allowed / "disabled.qcow2"
+    result = _run(pool, "guestkit.fix", {
+        "image": {"path": str(linked)}, "output": {"fixed_image": str(fixed)},
+        "operations": [{"type": "disable_service", "options": {"name": "evil", "mask": True}},
+                       {"type": "selinux_relabel", "options": {"replace_link": True}}]})
+    assert result["status"] == "completed", result
+    assert SHADOW_MARKER not in json.dumps(result).encode()
+    with open_guest(linked) as before, open_guest(fixed) as after:
+        tree, old = after.root_tree(), before.root_tree()
+        assert tree.stat("/etc/systemd/system/multi-user.target.wants/evil.service") is None
+        assert tree.readlink("/etc/systemd/system/evil.service") == "/dev/null"
+        assert tree.stat("/etc/rc3.d/S20evil") is None
+        assert tree.stat("/.autorelabel").type == "file" and tree.read_bytes("/.autorelabel") == b""
+        assert tree.read_bytes("/etc/shadow") == old.read_bytes("/etc/shadow")
+        assert tree.stat("/etc/shadow").mode == old.stat("/etc/shadow").mode
 
 
 # --- the platform's own files: results, the bridge's done/ and failed/, the job store ------------------

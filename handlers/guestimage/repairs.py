@@ -295,9 +295,11 @@ def plan_lock_account(guest: Guest, options: dict[str, Any]) -> Plan:
 
 
 def plan_selinux_relabel(guest: Guest, options: dict[str, Any]) -> Plan:
-    del options
     tree = guest.root_tree()
     before = file_state(guest, "/.autorelabel")
+    if before.get("type") == "symlink":  # not a flag: a link somewhere else, never written through
+        _write_edit(guest, "/.autorelabel", b"", options)  # refuses unless options.replace_link
+        before = {"exists": False}
     plan = Plan("/.autorelabel", {"autorelabel_scheduled": before["exists"]}, {"autorelabel_scheduled": True})
     config = read_text(tree, "/etc/selinux/config")
     if config is None:
