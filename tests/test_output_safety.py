@@ -219,6 +219,7 @@ def test_fix_refuses_to_write_through_guest_links_and_reads_nothing_through_them
     from handlers.guestimage import open_guest
 
     linked, shadow_linked = linked_guest / "linked.qcow2", linked_guest / "shadow-linked.qcow2"
+    sources = {image: _hash(image) for image in (linked, shadow_linked)}
     cases = {
         "set_hostname on a linked /etc/hostname": (linked, {"type": "set_hostname",
                                                             "options": {"hostname": "newname"}}, "/etc/hostname"),
@@ -243,6 +244,7 @@ def test_fix_refuses_to_write_through_guest_links_and_reads_nothing_through_them
         assert path in error["message"] and "replace_link" in error["message"], error["message"]
         assert SHADOW_MARKER not in json.dumps(result).encode(), (name, "the link's target leaked into the result")
         assert not out.exists()
+    assert {image: _hash(image) for image in sources} == sources
     replaced = allowed / "replaced.qcow2"
     result = _run(pool, "guestkit.fix", {
         "image": {"path": str(linked)}, "output": {"fixed_image": str(replaced)},
@@ -258,17 +260,20 @@ def test_fix_refuses_to_write_through_guest_links_and_reads_nothing_through_them
 
 def test_fix_removes_and_replaces_guest_links_without_following_them(pool: str, linked_guest: Path,
                                                                     allowed: Path) -> None:
-    """disable_service (its enablement, SysV and mask links all point at /etc/shadow) and
-    selinux_relabel with replace_link act on the links themselves: /etc/shadow keeps its bytes and
-    mode, and no result carries them."""
+    """disable_service (its enablement, SysV and mask links all point at /etc/shadow), selinux_relabel
+    with replace_link and remove_file act on the links themselves: /etc/shadow keeps its bytes and
+    mode, no result carries them, and the source image keeps its hash."""
     from handlers.guestimage import open_guest
 
     linked, fixed = linked_guest / "linked.qcow2", allowed / "disabled.qcow2"
+    source = _hash(linked)
     result = _run(pool, "guestkit.fix", {
         "image": {"path": str(linked)}, "output": {"fixed_image": str(fixed)},
         "operations": [{"type": "disable_service", "options": {"name": "evil", "mask": True}},
-                       {"type": "selinux_relabel", "options": {"replace_link": True}}]})
+                       {"type": "selinux_relabel", "options": {"replace_link": True}},
+                       {"type": "remove_file", "options": {"path": "/etc/motd"}}]})
     assert result["status"] == "completed", result
+    assert _hash(linked) == source
     assert SHADOW_MARKER not in json.dumps(result).encode()
     with open_guest(linked) as before, open_guest(fixed) as after:
         tree, old = after.root_tree(), before.root_tree()
@@ -276,6 +281,7 @@ def test_fix_removes_and_replaces_guest_links_without_following_them(pool: str, 
         assert tree.readlink("/etc/systemd/system/evil.service") == "/dev/null"
         assert tree.stat("/etc/rc3.d/S20evil") is None
         assert tree.stat("/.autorelabel").type == "file" and tree.read_bytes("/.autorelabel") == b""
+        assert tree.stat("/etc/motd") is None
         assert tree.read_bytes("/etc/shadow") == old.read_bytes("/etc/shadow")
         assert tree.stat("/etc/shadow").mode == old.stat("/etc/shadow").mode
 

@@ -406,7 +406,11 @@ class Channel(filesystem.Channel):
         now = time.monotonic()
         if force or now - self._marked_alive.get(queue, 0.0) > 1.0:
             self.control_folder.mkdir(parents=True, exist_ok=True)
-            self._alive_file(queue).touch()
+            alive = self._alive_file(queue)
+            try:
+                os.utime(alive, follow_symlinks=False)  # never the mtime of what a planted link names
+            except FileNotFoundError:
+                os.close(os.open(alive, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
             self._marked_alive[queue] = now
 
     def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
