@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from .blockdev import BlockDevice
 
-#: filesystem types the engine can read (through pytsk3)
-READABLE = ("ext2", "ext3", "ext4", "vfat", "ntfs")
+#: filesystem types the engine can read (through pytsk3; xfs through libfsxfs)
+READABLE = ("ext2", "ext3", "ext4", "vfat", "ntfs", "xfs")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from handlers.tree import read_text
 from . import lvm
 from .blockdev import BlockDevice, CachedDevice, LinearDevice, RawFileDevice, SliceDevice
 from .errors import unsupported
+from .fsentry import Filesystem
 from .fsprobe import READABLE, probe
 from .fstab import FstabEntry, parse_fstab
 from .nbd import NbdDevice
@@ -23,6 +24,7 @@ from .partitions import PartitionInfo, check_overlaps, has_gpt, has_mbr_signatur
 from .trust import ImageInfo, ImagePolicy, PinnedImage, pinned_image
 from .tskfs import TskFilesystem
 from .view import GuestView
+from .xfsfs import XfsFilesystem, log_is_dirty
 
 Progress = Callable[[int, str], None]
 DISK = "/dev/sda"
@@ -42,6 +44,8 @@ class FilesystemInfo:
     partition: int | None = None
     #: where the filesystem starts in the disk image when it is one contiguous run (else None)
     offset_bytes: int | None = None
+    #: what the reader could not vouch for (an XFS whose log is dirty is read as it stands)
+    warning: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,7 +66,7 @@ class Guest:
         self._dev = dev
         self._progress = progress
         self._devices: dict[str, BlockDevice] = {}
-        self._open_fs: dict[str, TskFilesystem] = {}
+        self._open_fs: dict[str, Filesystem] = {}
         self._root_view: GuestView | None = None
         self._scan()
 
@@ -137,8 +141,18 @@ class Guest:
 
     def _add_fs(self, name: str, dev: BlockDevice, kind: Any, number: int | None, offset: int | None) -> None:
         self._devices[name] = dev
+        warning = None
+        if kind.type == "xfs" and log_is_dirty(dev):
+            warning = (f"the XFS log of {name} is dirty (the image was taken while it was mounted, as of a running "
+                       "VM): it is read as it stands, without replaying the log; its most recent changes may be "
+                       "missing")
         self.filesystems.append(FilesystemInfo(name, kind.type, kind.uuid, kind.label, kind.size_bytes,
-                                               number, offset))
+                                               number, offset, warning))
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the report must say it could not read as the guest would see it."""
+        return [fs.warning for fs in self.filesystems if fs.warning]
 
     # -- filesystems and trees ----------------------------------------------------------------
     def filesystem(self, device: str) -> FilesystemInfo | None:
@@ -147,14 +161,15 @@ class Guest:
                 return fs
         return None
 
-    def _fs(self, device: str) -> TskFilesystem:
+    def _fs(self, device: str) -> Filesystem:
         if device not in self._open_fs:
             info = self.filesystem(device)
             if info is None or info.type not in READABLE:
                 kind = info.type if info else "nothing"
                 raise unsupported(f"{device} holds {kind}, which the engine cannot read", device=device,
                                   type=kind)
-            self._open_fs[device] = TskFilesystem(self._devices[device], info.type, device)
+            reader = XfsFilesystem if info.type == "xfs" else TskFilesystem
+            self._open_fs[device] = reader(self._devices[device], info.type, device)
         return self._open_fs[device]
 
     def filesystem_tree(self, device: str) -> GuestView:
@@ -216,7 +231,7 @@ class Guest:
         roots.sort(key=lambda d: 0 if self._fs(d).entry("/etc/fstab") else 1)
         root = roots[0]
         self.root_device = root
-        mounts: dict[str, TskFilesystem] = {"/": self._fs(root)}
+        mounts: dict[str, Filesystem] = {"/": self._fs(root)}
         self.mountpoints = {"/": root}
         text = read_text(GuestView(mounts), "/etc/fstab")
         self.fstab = parse_fstab(text or "")

@@ -8,7 +8,6 @@ work, deleted names are never found, and FAT/NTFS names match case-insensitively
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import pytsk3
@@ -17,6 +16,7 @@ from handlers.tree import FileInfo, FileType
 
 from .blockdev import BlockDevice
 from .errors import unsupported
+from .fsentry import FsEntry
 
 READ_CHUNK = 4 * 1024 * 1024
 MAX_DIR_ENTRIES = 1_000_000
@@ -47,13 +47,6 @@ class _DeviceImg(pytsk3.Img_Info):
         return self._dev.size
 
 
-@dataclass
-class _Entry:
-    info: FileInfo
-    inode: int
-    link: str | None
-
-
 class TskFilesystem:
     """Raw lookups on canonical (symlink-free) paths of one filesystem."""
 
@@ -67,7 +60,7 @@ class TskFilesystem:
             raise unsupported(f"{fstype} filesystem on {device_name} cannot be opened: {exc}",
                               device=device_name, type=fstype) from exc
         self._root_inode = int(self._fs.info.root_inum)
-        self._entries: OrderedDict[str, _Entry | None] = OrderedDict()
+        self._entries: OrderedDict[str, FsEntry | None] = OrderedDict()
         self._dirs: OrderedDict[int, dict[str, int]] = OrderedDict()
         self._casefold = fstype in ("vfat", "ntfs")
 
@@ -116,7 +109,7 @@ class TskFilesystem:
             self._dirs.popitem(last=False)
         return names
 
-    def _make_entry(self, inode: int) -> _Entry | None:
+    def _make_entry(self, inode: int) -> FsEntry | None:
         handle = self._open_inode(inode)
         if handle is None or handle.info.meta is None:
             return None
@@ -132,10 +125,10 @@ class TskFilesystem:
         if kind == "symlink":
             raw = meta.link if meta.link else self._read(handle, 0, min(int(meta.size), 65536))
             link = raw.split(b"\0", 1)[0].decode("utf-8", errors="surrogateescape")
-        return _Entry(info, inode, link)
+        return FsEntry(info, inode, link)
 
     # -- lookups --------------------------------------------------------------------------------------------
-    def entry(self, path: str) -> _Entry | None:
+    def entry(self, path: str) -> FsEntry | None:
         """The entry at a canonical path (no symlink in it is followed); None if absent."""
         if path in self._entries:
             self._entries.move_to_end(path)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from handlers.tree import FileInfo, FileType, resolve_path
 
-from .tskfs import TskFilesystem
+from .fsentry import Filesystem
 
 
 class GuestView:
     """Implements ``handlers.tree.GuestTree`` over one or more mounted filesystems."""
 
-    def __init__(self, mounts: dict[str, TskFilesystem]) -> None:
+    def __init__(self, mounts: dict[str, Filesystem]) -> None:
         if "/" not in mounts:
             raise ValueError("a root filesystem is required")
         self.mounts = dict(sorted(mounts.items(), key=lambda item: -len(item[0])))
 
-    def locate(self, canonical: str) -> tuple[TskFilesystem, str]:
+    def locate(self, canonical: str) -> tuple[Filesystem, str]:
         """The filesystem holding a canonical guest path, and the path inside it."""
         for mountpoint, fs in self.mounts.items():
             if mountpoint == "/":
