@@ -6,7 +6,7 @@ under the job's rules is ``handlers.imagejob``'s, shared with profile and compar
 
 Report (handler): ``report_version``, ``image`` {path, format, virtual_size, actual_size, compressed},
 ``os`` {type, distribution, name, pretty_name, version, version_major, version_minor, codename,
-id_like, architecture, package_format, package_manager, hostname}, ``kernels``, ``machine_id``,
+id_like, family, architecture, package_format, package_manager, hostname}, ``kernels``, ``machine_id``,
 ``cloud_init``, ``timezone``, ``errors``, ``warnings`` (what could not be read as the guest sees it:
 a dirty XFS log); switched by options: ``storage`` {partitions, filesystems,
 lvm, mountpoints, root_device, unplaced_mounts, fstab}, ``packages`` {format, source, count,

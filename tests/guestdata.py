@@ -492,7 +492,8 @@ network:
     return {
         "os": {"type": "linux", "distribution": "debian", "name": "Debian GNU/Linux",
                "pretty_name": "Debian GNU/Linux 12 (bookworm)", "version": "12.5", "version_major": 12,
-               "version_minor": 5, "codename": "bookworm", "id_like": [], "architecture": arch,
+               "version_minor": 5, "codename": "bookworm", "id_like": [], "family": "debian",
+               "architecture": arch,
                "package_format": "deb", "package_manager": "apt"},
         "hostname": hostname,
         "machine_id": machine_id,
@@ -768,7 +769,8 @@ DNS2="172.16.0.54"
     return {
         "os": {"type": "linux", "distribution": "rhel", "name": "Red Hat Enterprise Linux",
                "pretty_name": "Red Hat Enterprise Linux 9.3 (Plow)", "version": "9.3", "version_major": 9,
-               "version_minor": 3, "codename": None, "id_like": ["fedora"], "architecture": arch,
+               "version_minor": 3, "codename": None, "id_like": ["fedora"], "family": "rhel",
+               "architecture": arch,
                "package_format": "rpm", "package_manager": "dnf"},
         "hostname": hostname,
         "machine_id": machine_id,
@@ -791,8 +793,41 @@ DNS2="172.16.0.54"
     }
 
 
+def make_rocky_tree(root: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+    """The RHEL tree as Rocky Linux 9.3 ships it: its own os-release and release file, to which
+    /etc/redhat-release and /etc/system-release are links."""
+    truth = make_rhel_tree(root, **options)
+    root = Path(root)
+    (root / "usr/lib/os-release").unlink()
+    _os_release(root, {
+        "NAME": "Rocky Linux", "VERSION": "9.3 (Blue Onyx)", "ID": "rocky", "ID_LIKE": "rhel centos fedora",
+        "VERSION_ID": "9.3", "PLATFORM_ID": "platform:el9", "PRETTY_NAME": "Rocky Linux 9.3 (Blue Onyx)",
+        "ANSI_COLOR": "0;32", "ROCKY_SUPPORT_PRODUCT": "Rocky-Linux-9", "ROCKY_SUPPORT_PRODUCT_VERSION": "9.3",
+    })
+    (root / "etc/redhat-release").unlink()
+    _write(root, "/etc/rocky-release", "Rocky Linux release 9.3 (Blue Onyx)\n")
+    _link(root, "/etc/redhat-release", "rocky-release")
+    _link(root, "/etc/system-release", "rocky-release")
+    truth["os"] = {**truth["os"], "distribution": "rocky", "name": "Rocky Linux",
+                   "pretty_name": "Rocky Linux 9.3 (Blue Onyx)", "id_like": ["rhel", "centos", "fedora"]}
+    return truth
+
+
+def assert_report_matches(report: dict[str, Any], truth: dict[str, Any]) -> None:
+    """An inspect report against a tree's ground truth, field by field."""
+    assert report["os"] == {**truth["os"], "hostname": truth["hostname"]}
+    assert report["packages"]["installed"] == truth["packages"]
+    assert report["packages"]["count"] == len(truth["packages"])
+    assert report["packages"]["format"] == truth["os"]["package_format"]
+    for key in ("users", "groups", "services", "network", "security", "kernels", "machine_id", "cloud_init",
+                "timezone"):
+        assert report[key] == truth[key], key
+    assert report["scheduled_tasks"] == truth["cron"]
+
+
 #: distro name -> tree builder
-MAKERS: dict[str, Callable[[Path], dict[str, Any]]] = {"debian": make_debian_tree, "rhel": make_rhel_tree}
+MAKERS: dict[str, Callable[[Path], dict[str, Any]]] = {"debian": make_debian_tree, "rhel": make_rhel_tree,
+                                                       "rocky": make_rocky_tree}
 
 
 # --------------------------------------------------------------------------- a handler context for tests

@@ -7,10 +7,13 @@ Layouts:
   gpt-boot-efi  GPT: EFI vfat at /boot/efi, ext4 /boot, ext4 root (fstab: UUID=)
   lvm           MBR: ext4 /boot + LVM2 PV holding vg0/root (ext4), vg0/swap, vg0/home (ext4, two
                 segments stored out of order); fstab uses /dev/mapper, UUID= and /dev/vg0/home
+  rhel-lvm-xfs  GPT as RHEL 8/9 install it: EFI vfat at /boot/efi, XFS /boot, LVM2 PV holding
+                rhel/root (XFS) and rhel/swap; fstab uses /dev/mapper/rhel-root and UUID=
+  xfs           MBR, one XFS root (fstab: UUID=), as Rocky or Alma cloud images
 
 The LVM2 label and metadata are written here (lvm2 tools need root and block devices), with an
 implementation of LVM's CRC independent of the engine's. Tools: sfdisk, mke2fs (+ fakeroot),
-mkfs.vfat, mtools, debugfs, qemu-img.
+mkfs.vfat, mtools, debugfs, qemu-img, mkfs.xfs and xfs_db (``tests/xfsbuild.py``).
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.xfsbuild import build_xfs
+
 MiB = 1024 * 1024
 SECTOR = 512
 EXTENT = 4 * MiB
-LAYOUTS = ("plain", "gpt-boot-efi", "lvm")
+LAYOUTS = ("plain", "gpt-boot-efi", "lvm", "rhel-lvm-xfs", "xfs")
 FORMATS = ("raw", "qcow2", "vmdk", "vhdx", "vdi")
 #: test variants: name -> (format, build_image keyword arguments)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -37,6 +42,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 GPT_EFI = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 GPT_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+GPT_LVM = "E6D6D379-F507-44C2-A23C-238F2A3DF928"
 
 
 def _run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
@@ -73,6 +79,19 @@ def _fs_mib(tree: Path, minimum: int = 16) -> int:
 def _mkext4(image: Path, offset: int, size: int, tree: Path, fs_uuid: str, label: str) -> None:
     _run(_fake(["mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-E", f"offset={offset}", "-U", fs_uuid,
                 "-L", label, "-d", str(tree), str(image), f"{size // 1024}k"]))
+
+
+def _xfs_mib(tree: Path) -> int:
+    """MiB an XFS needs for ``tree``: its log alone takes several."""
+    return max(32, -(-(_tree_bytes(tree) * 13 // 10 + 24 * MiB) // MiB))
+
+
+def _mkxfs(image: Path, offset: int, size: int, tree: Path, fs_uuid: str, label: str,
+           owners: dict[str, tuple[int, int]]) -> None:
+    with tempfile.TemporaryDirectory(prefix="mkxfs-", dir=image.parent) as scratch:
+        fs = Path(scratch) / "fs.xfs"
+        build_xfs(fs, size, tree, fs_uuid, label, owners=owners)
+        copy_into(image, fs, [(0, size, offset)])
 
 
 def _mkvfat(image: Path, offset: int, size: int, tree: Path, volume_id: str, label: str) -> None:
@@ -242,7 +261,7 @@ def _write_swap(image: Path, offset: int, size: int, swap_uuid: str, label: str)
         handle.write(header)
 
 
-def _copy_into(image: Path, source: Path, pieces: list[tuple[int, int, int]]) -> None:
+def copy_into(image: Path, source: Path, pieces: list[tuple[int, int, int]]) -> None:
     """Copy (source_offset, length, image_offset) pieces, skipping all-zero blocks."""
     with open(source, "rb") as src, open(image, "r+b") as dst:
         for src_offset, length, dst_offset in pieces:
@@ -281,7 +300,7 @@ def _mkntfs(image: Path, offset: int, size: int, files: dict[str, bytes], work: 
         host.write_bytes(content)
         _run(["ntfscp", "-f", str(part), str(host), name])
     serial = struct.unpack("<Q", part.read_bytes()[72:80])[0]
-    _copy_into(image, part, [(0, size, offset)])
+    copy_into(image, part, [(0, size, offset)])
     return f"{serial:016X}"
 
 
@@ -406,7 +425,7 @@ def _lvm(tree: Path, raw: Path, seed: str, work: Path, owners: dict[str, tuple[i
         handle.truncate(home_extents * EXTENT)
     _mkext4(home_file, 0, home_extents * EXTENT, home_tree, home_uuid, "home")
     _chown(home_file, 0, _split_owners(owners, "/home"))
-    _copy_into(raw, home_file, [(0, half * EXTENT, pe_start + first_pv * EXTENT),
+    copy_into(raw, home_file, [(0, half * EXTENT, pe_start + first_pv * EXTENT),
                                 (half * EXTENT, half * EXTENT, pe_start + second_pv * EXTENT)])
     _chown(raw, MiB, _split_owners(owners, "/boot"))
     _chown(raw, root_at, {k: v for k, v in owners.items()
@@ -433,6 +452,81 @@ def _lvm(tree: Path, raw: Path, seed: str, work: Path, owners: dict[str, tuple[i
         "lvm": [{"vg": "vg0", "lvs": {"root": root_size, "swap": swap_size, "home": home_extents * EXTENT},
                  "pv_uuid": pv_id, "vg_uuid": _dashed(vg_id)}],
         "fs_offsets": {"/dev/sda1": MiB, "/dev/vg0/root": root_at, "/dev/vg0/swap": swap_at},
+    }
+
+
+def _rhel_lvm_xfs(tree: Path, raw: Path, seed: str, work: Path, owners: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    efi_tree = _carve(tree, "/boot/efi", work / "efi")
+    boot_tree = _carve(tree, "/boot", work / "boot")
+    (boot_tree / "efi").mkdir(exist_ok=True)
+    efi_size, boot_size = 40 * MiB, _xfs_mib(boot_tree) * MiB
+    root_extents, swap_extents = -(-_xfs_mib(tree) * MiB // EXTENT), 2
+    pe_count = root_extents + swap_extents
+    efi_at, boot_at = MiB, MiB + efi_size
+    pv_at = boot_at + boot_size
+    pv_size = MiB + pe_count * EXTENT
+    efi_id = uuid.uuid5(uuid.NAMESPACE_URL, seed + "/efi").hex[:8].upper()
+    efi_uuid = f"{efi_id[:4]}-{efi_id[4:]}"
+    boot_uuid, root_uuid, swap_uuid = _uuid(seed + "/boot"), _uuid(seed + "/root"), _uuid(seed + "/swap")
+    fstab = _write_fstab(tree, [
+        "/dev/mapper/rhel-root\t/\txfs\tdefaults\t0\t0",
+        f"UUID={boot_uuid}\t/boot\txfs\tdefaults\t0\t0",
+        f"UUID={efi_uuid}\t/boot/efi\tvfat\tumask=0077,shortname=winnt\t0\t2",
+        "/dev/mapper/rhel-swap\tnone\tswap\tdefaults\t0\t0",
+    ])
+    with open(raw, "wb") as handle:
+        handle.truncate(pv_at + pv_size + MiB)
+    part_uuids = [_uuid(seed + f"/part{n}") for n in (1, 2, 3)]
+    rows = [(efi_at, efi_size, GPT_EFI, "EFI"), (boot_at, boot_size, GPT_LINUX, "boot"),
+            (pv_at, pv_size, GPT_LVM, "lvm")]
+    _sfdisk(raw, f"label: gpt\nlabel-id: {_uuid(seed + '/disk')}\n" + "".join(
+        f"start={at // SECTOR}, size={size // SECTOR}, type={kind}, uuid={part_uuid}, name=\"{name}\"\n"
+        for (at, size, kind, name), part_uuid in zip(rows, part_uuids, strict=True)))
+    _mkvfat(raw, efi_at, efi_size, efi_tree, efi_id, "EFI")
+    _mkxfs(raw, boot_at, boot_size, boot_tree, boot_uuid, "boot", _split_owners(owners, "/boot"))
+    root_at, root_size = pv_at + MiB, root_extents * EXTENT
+    _mkxfs(raw, root_at, root_size, tree, root_uuid, "root",
+           {k: v for k, v in owners.items() if not (k == "/boot" or k.startswith("/boot/"))})
+    swap_at, swap_size = root_at + root_size, swap_extents * EXTENT
+    _write_swap(raw, swap_at, swap_size, swap_uuid, "swap")
+    vg_id, pv_id = _lvm_id(seed + "/vg"), _lvm_id(seed + "/pv")
+    lvs = [("root", _lvm_id(seed + "/lvroot"), [(0, root_extents, 0)]),
+           ("swap", _lvm_id(seed + "/lvswap"), [(0, swap_extents, root_extents)])]
+    _write_pv(raw, pv_at, pv_size, pv_id, _lvm_metadata("rhel", vg_id, pv_id, pv_size, pe_count, lvs))
+    return {
+        "partitions": [
+            _part("/dev/sda1", 1, efi_at, efi_size, "gpt", GPT_EFI.lower(), "EFI"),
+            _part("/dev/sda2", 2, boot_at, boot_size, "gpt", GPT_LINUX.lower(), "boot"),
+            _part("/dev/sda3", 3, pv_at, pv_size, "gpt", GPT_LVM.lower(), "lvm"),
+        ],
+        "partition_uuids": part_uuids,
+        "filesystems": [
+            _fs("/dev/sda1", "vfat", efi_uuid, "EFI", efi_size),
+            _fs("/dev/sda2", "xfs", boot_uuid, "boot", boot_size),
+            _fs("/dev/rhel/root", "xfs", root_uuid, "root", root_size),
+            _fs("/dev/rhel/swap", "swap", swap_uuid, "swap", swap_size),
+        ],
+        "mountpoints": {"/": "/dev/rhel/root", "/boot": "/dev/sda2", "/boot/efi": "/dev/sda1"},
+        "fstab": fstab,
+        "lvm": [{"vg": "rhel", "lvs": {"root": root_size, "swap": swap_size}, "pv_uuid": pv_id,
+                 "vg_uuid": _dashed(vg_id)}],
+        "fs_offsets": {"/dev/sda1": efi_at, "/dev/sda2": boot_at, "/dev/rhel/root": root_at,
+                       "/dev/rhel/swap": swap_at},
+    }
+
+
+def _xfs(tree: Path, raw: Path, seed: str, owners: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    root_size = _xfs_mib(tree) * MiB
+    root_uuid = _uuid(seed + "/root")
+    fstab = _write_fstab(tree, [f"UUID={root_uuid}\t/\txfs\tdefaults\t0\t0"])
+    with open(raw, "wb") as handle:
+        handle.truncate(root_size + 2 * MiB)
+    _sfdisk(raw, f"label: dos\nlabel-id: 0x5eed0001\nstart=2048, size={root_size // SECTOR}, type=83, bootable\n")
+    _mkxfs(raw, MiB, root_size, tree, root_uuid, "root", owners)
+    return {
+        "partitions": [_part("/dev/sda1", 1, MiB, root_size, "mbr", "0x83")],
+        "filesystems": [_fs("/dev/sda1", "xfs", root_uuid, "root", root_size)],
+        "mountpoints": {"/": "/dev/sda1"}, "fstab": fstab, "lvm": [], "fs_offsets": {"/dev/sda1": MiB},
     }
 
 
@@ -476,7 +570,9 @@ def build_image(root_dir: Path, out: Path, layout: str = "plain", fmt: str = "ra
         raw = out if fmt == "raw" else work / "disk.raw"
         builders = {"plain": lambda: _plain(tree, raw, seed, work, owners or {}, ntfs_files),
                     "gpt-boot-efi": lambda: _gpt(tree, raw, seed, work, owners or {}),
-                    "lvm": lambda: _lvm(tree, raw, seed, work, owners or {})}
+                    "lvm": lambda: _lvm(tree, raw, seed, work, owners or {}),
+                    "rhel-lvm-xfs": lambda: _rhel_lvm_xfs(tree, raw, seed, work, owners or {}),
+                    "xfs": lambda: _xfs(tree, raw, seed, owners or {})}
         truth = builders[layout]()
         convert_raw(raw, out, fmt, compressed=compressed, subformat=subformat)
     truth.update(layout=layout, format=fmt, path=str(out), compressed=compressed or subformat == "streamOptimized")

@@ -185,6 +185,44 @@ def test_sysctl_slash_keys_and_etc_priority(tmp_path: Path) -> None:
     assert values == {"kernel.sysrq": "0", "vm.swappiness": "5"}
 
 
+def _os_release(**fields: str) -> str:
+    return "".join(f'{key}="{value}"\n' for key, value in fields.items())
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"/etc/os-release": _os_release(NAME="Red Hat Enterprise Linux", ID="rhel", ID_LIKE="fedora",
+                                     VERSION_ID="8.9")},
+     ("rhel", "Red Hat Enterprise Linux", "8.9", 8, 9, ["fedora"])),
+    ({"/etc/os-release": _os_release(NAME="Rocky Linux", ID="rocky", ID_LIKE="rhel centos fedora", VERSION_ID="9.3"),
+      "/etc/rocky-release": "Rocky Linux release 9.3 (Blue Onyx)\n"},
+     ("rocky", "Rocky Linux", "9.3", 9, 3, ["rhel", "centos", "fedora"])),
+    ({"/etc/os-release": _os_release(NAME="AlmaLinux", ID="almalinux", ID_LIKE="rhel centos fedora",
+                                     VERSION_ID="8.10")},
+     ("almalinux", "AlmaLinux", "8.10", 8, 10, ["rhel", "centos", "fedora"])),
+    ({"/etc/os-release": _os_release(NAME="Oracle Linux Server", ID="ol", ID_LIKE="fedora", VERSION_ID="7.9")},
+     ("ol", "Oracle Linux Server", "7.9", 7, 9, ["fedora"])),
+    ({"/etc/os-release": _os_release(NAME="CentOS Stream", ID="centos", ID_LIKE="rhel fedora", VERSION_ID="9"),
+      "/etc/centos-release": "CentOS Stream release 9\n"},
+     ("centos", "CentOS Stream", "9", 9, None, ["rhel", "fedora"])),
+    ({"/etc/os-release": _os_release(NAME="CentOS Linux", ID="centos", ID_LIKE="rhel fedora", VERSION_ID="7"),
+      "/etc/centos-release": "CentOS Linux release 7.9.2009 (Core)\n",
+      "/etc/redhat-release": "CentOS Linux release 7.9.2009 (Core)\n"},
+     ("centos", "CentOS Linux", "7.9.2009", 7, 9, ["rhel", "fedora"])),
+    ({"/etc/os-release": _os_release(NAME="CentOS Linux", ID="centos", ID_LIKE="rhel fedora", VERSION_ID="7"),
+      "/etc/redhat-release": "CentOS Linux release 6.10 (Final)\n"},  # a stale file of another major
+     ("centos", "CentOS Linux", "7", 7, None, ["rhel", "fedora"])),
+    ({"/etc/os-release": _os_release(NAME="Fedora Linux", ID="fedora", VERSION_ID="39")},
+     ("fedora", "Fedora Linux", "39", 39, None, [])),
+])
+def test_rhel_family_distributions(tmp_path: Path, files: dict[str, str], expected: tuple) -> None:
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/bin/dnf").write_bytes(b"")
+    facts = detect_os(_tree(tmp_path, files))
+    assert (facts["distribution"], facts["name"], facts["version"], facts["version_major"], facts["version_minor"],
+            facts["id_like"]) == expected
+    assert (facts["family"], facts["package_format"], facts["package_manager"]) == ("rhel", "rpm", "dnf")
+
+
 @pytest.mark.parametrize(("files", "expected"), [
     ({"/etc/redhat-release": "CentOS release 6.10 (Final)\n"}, ("centos", "CentOS", "6.10", 6, 10, "rpm")),
     ({"/etc/redhat-release": "Red Hat Enterprise Linux Server release 7.9 (Maipo)\n"},

@@ -7,7 +7,6 @@ import json
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,7 +14,7 @@ from app.plugin.errors import ErrorCode, JobError
 from handlers.inspect import InspectHandler, inspect_tree
 from handlers.payloads import InspectOptions, InspectPayloadV1
 from handlers.tree import DirectoryTree
-from tests.guestdata import MAKERS, FakeContext, make_debian_tree, make_rhel_tree
+from tests.guestdata import MAKERS, FakeContext, assert_report_matches, make_debian_tree, make_rhel_tree
 from tests.imagebuild import build_image
 
 SECTIONS = {"include_packages": ["packages"], "include_services": ["services", "scheduled_tasks"],
@@ -26,22 +25,11 @@ PHASES = ["validation", "disk_attach", "disk_inspection", "os_detection", "packa
           "security_scan", "result_generation", "cleanup"]
 
 
-def _check_report(report: dict[str, Any], truth: dict[str, Any]) -> None:
-    assert report["os"] == {**truth["os"], "hostname": truth["hostname"]}
-    assert report["packages"]["installed"] == truth["packages"]
-    assert report["packages"]["count"] == len(truth["packages"])
-    assert report["packages"]["format"] == truth["os"]["package_format"]
-    for key in ("users", "groups", "services", "network", "security", "kernels", "machine_id", "cloud_init",
-                "timezone"):
-        assert report[key] == truth[key], key
-    assert report["scheduled_tasks"] == truth["cron"]
-
-
 @pytest.mark.parametrize("distro", sorted(MAKERS))
 def test_inspect_tree_matches_ground_truth(tmp_path: Path, distro: str) -> None:
     truth = MAKERS[distro](tmp_path)
     report = inspect_tree(DirectoryTree(tmp_path))
-    _check_report(report, truth)
+    assert_report_matches(report, truth)
     assert [(e["spec"], e["mountpoint"], e["fstype"], ",".join(e["options"]), e["dump"], e["passno"])
             for e in report["storage"]["fstab"]] == truth["fstab"]
     assert report["databases"] == [] and report["errors"] == []
@@ -127,7 +115,7 @@ def test_handler_inspects_image(images: dict, tmp_path: Path, distro: str) -> No
     result = InspectHandler().execute(ctx, payload)
     elapsed = time.perf_counter() - started
     report = result.data
-    _check_report(report, truth)
+    assert_report_matches(report, truth)
     storage = report["storage"]
     assert storage["mountpoints"] == image_truth["mountpoints"]
     assert [(p["device"], p["start_bytes"], p["size_bytes"]) for p in storage["partitions"]] == [

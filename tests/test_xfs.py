@@ -16,7 +16,8 @@ import pytest
 
 from handlers.guestimage.blockdev import RawFileDevice, SliceDevice
 from handlers.guestimage.xfsfs import XfsFilesystem, log_is_dirty
-from tests.xfsbuild import add_remote_symlink_headers, build_xfs, copy_into, keep_blocks, mark_log_dirty
+from tests.imagebuild import copy_into
+from tests.xfsbuild import add_remote_symlink_headers, build_xfs, keep_blocks, mark_log_dirty
 
 MiB = 1024 * 1024
 OFFSET = MiB  # the filesystem sits one MiB into its disk, as on a partition
@@ -95,7 +96,7 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     disk = base / "disk.raw"
     with open(disk, "wb") as handle:
         handle.truncate(OFFSET + SIZE + MiB)
-    copy_into(disk, fs, OFFSET)
+    copy_into(disk, fs, [(0, SIZE, OFFSET)])
     return root, disk
 
 

@@ -2,15 +2,18 @@
 
 xfsprogs 6.1 (Debian 12) takes only the classic protofile: one line per entry, depth first, ``$``
 closing a directory. It keeps modes (without the sticky bit), owners, file contents and symlink
-targets; it stamps every time "now" and allocates every block (no holes). Names with whitespace
-or ``:`` cannot be written. Two of its flaws are mended here after the fact, through ``xfs_db``,
-for the tests that need the real on-disk form: v5 symlinks whose target is stored out of the inode
-are written without their ``XSLM`` block header, and holes are filled.
+targets; it stamps every time "now" and allocates every block (no holes). Names with spaces cannot
+be written in a protofile: they are written with ``_`` instead, then renamed in place through
+``xfs_db`` (only in a directory small enough to live in its inode, where no hash index names
+them). Two more flaws are mended after the fact, for the tests that need the real on-disk form:
+v5 symlinks whose target is stored out of the inode are written without their ``XSLM`` block
+header, and holes are filled.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import struct
 import subprocess
@@ -22,9 +25,12 @@ _SMALL_FS_ENV = {"TEST_DIR": "/tmp", "TEST_DEV": "/dev/null", "QA_CHECK_FS": "1"
 MIN_BYTES = 16 * 1024 * 1024
 
 
-def protofile(tree: Path, owners: dict[str, tuple[int, int]] | None = None) -> bytes:
+def protofile(tree: Path, owners: dict[str, tuple[int, int]] | None = None,
+              renames: list[tuple[str, str, str]] | None = None, scratch: Path | None = None) -> bytes:
     """The protofile that makes ``tree`` (owned by root unless ``owners`` maps a path "/a/b" to
-    (uid, gid)) the filesystem's content."""
+    (uid, gid)) the filesystem's content; a name with spaces is written with ``_`` instead and
+    (directory, written name, real name) appended to ``renames`` (its content copied to ``scratch``
+    first: the protofile cannot name a source path with spaces either)."""
     owners = owners or {}
     lines = [b"guestkit-test", b"0 0", b"d--755 0 0"]
 
@@ -35,8 +41,13 @@ def protofile(tree: Path, owners: dict[str, tuple[int, int]] | None = None) -> b
         indent = b"  " * depth
         for entry in sorted(os.scandir(folder), key=lambda e: os.fsencode(e.name)):
             name = os.fsencode(entry.name)
-            if any(c in name for c in b" \t\n:"):
-                raise ValueError(f"mkfs.xfs cannot write the name {entry.name!r}")
+            if b" " in name and renames is not None:
+                name = name.replace(b" ", b"_")
+                if (folder / os.fsdecode(name)).exists():
+                    raise ValueError(f"{entry.name!r} and {os.fsdecode(name)!r} cannot both be written")
+                renames.append((guest, os.fsdecode(name), entry.name))
+            if any(c in name for c in b" \t\n:") or b" " in os.fsencode(guest):
+                raise ValueError(f"mkfs.xfs cannot write the name {entry.name!r} in {guest}")
             path = f"{guest.rstrip('/')}/{entry.name}"
             info = entry.stat(follow_symlinks=False)
             uid, gid = owners.get(path, (0, 0))
@@ -48,7 +59,11 @@ def protofile(tree: Path, owners: dict[str, tuple[int, int]] | None = None) -> b
             elif stat.S_ISLNK(info.st_mode):
                 lines.append(head % (b"l--777", uid, gid) + b" " + os.readlink(os.fsencode(entry.path)))
             elif stat.S_ISREG(info.st_mode):
-                lines.append(head % (mode_text(b"-", info.st_mode), uid, gid) + b" " + os.fsencode(entry.path))
+                source = os.fsencode(entry.path)
+                if b" " in source and scratch is not None:
+                    source = os.fsencode(scratch / f"source-{len(lines)}")
+                    shutil.copyfile(entry.path, source)
+                lines.append(head % (mode_text(b"-", info.st_mode), uid, gid) + b" " + source)
 
     emit(tree, "/", 1)
     lines.append(b"$")
@@ -60,32 +75,27 @@ def build_xfs(fs: Path, size: int, tree: Path, fs_uuid: str, label: str, *,
     """Make ``fs`` a file of ``size`` bytes holding an XFS with ``tree`` in it."""
     with tempfile.TemporaryDirectory(prefix="mkxfs-", dir=fs.parent) as scratch:
         proto = Path(scratch) / "proto"
-        proto.write_bytes(protofile(tree, owners))
+        renames: list[tuple[str, str, str]] = []
+        proto.write_bytes(protofile(tree, owners, renames, Path(scratch)))
         with open(fs, "wb") as handle:
             handle.truncate(size)
         metadata = f"crc=0,uuid={fs_uuid}" if v4 else f"uuid={fs_uuid}"  # v4: deprecated, still in the field
         command = ["mkfs.xfs", "-q", "-f", "-m", metadata, "-L", label, "-p", str(proto), str(fs)]
         _run(command, env={**os.environ, **_SMALL_FS_ENV})
+    for folder, written, real in renames:
+        _rename_short_form(fs, folder, written, real)
 
 
-def mkxfs(image: Path, offset: int, size: int, tree: Path, fs_uuid: str, label: str, *,
-          owners: dict[str, tuple[int, int]] | None = None) -> None:
-    """Write an XFS holding ``tree`` into ``image`` at ``offset``, ``size`` bytes long."""
-    with tempfile.TemporaryDirectory(prefix="mkxfs-", dir=image.parent) as scratch:
-        fs = Path(scratch) / "fs"
-        build_xfs(fs, size, tree, fs_uuid, label, owners=owners)
-        copy_into(image, fs, offset)
-
-
-def copy_into(image: Path, source: Path, offset: int) -> None:
-    """Copy ``source`` into ``image`` at ``offset``, leaving its runs of zeros as holes."""
-    with open(source, "rb") as src, open(image, "r+b") as dst:
-        position = 0
-        while chunk := src.read(1024 * 1024):
-            if chunk.count(0) != len(chunk):
-                dst.seek(offset + position)
-                dst.write(chunk)
-            position += len(chunk)
+def _rename_short_form(fs: Path, folder: str, written: str, real: str) -> None:
+    """Rename an entry of a short-form directory (its entries live in the inode, without a hash
+    index: only the name and the inode's checksum change, which xfs_db recomputes)."""
+    listing = _xfs_db(fs, f"path {folder}", "print")
+    for line in listing.splitlines():
+        field, _, value = line.partition(" = ")
+        if ".sfdir" in field and field.endswith(".name") and value == f'"{written}"':
+            _xfs_db(fs, f"path {folder}", f'write {field} "{real}"', write=True)
+            return
+    raise ValueError(f"{folder} is not a short-form directory holding {written!r}: {real!r} cannot be written")
 
 
 def _xfs_db(image: Path, *commands: str, write: bool = False) -> str:

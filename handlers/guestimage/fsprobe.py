@@ -98,7 +98,8 @@ def probe(dev: BlockDevice) -> Probe:
     if head[:6] == b"LUKS\xba\xbe" or head[:6] == b"SKUL\xba\xbe":
         return Probe("crypto_LUKS", _text(head[168:208]))
     if head[:4] == b"XFSB":
-        return Probe("xfs", _uuid(head[32:48]), _text(head[108:120]))
+        block_size, blocks = struct.unpack_from(">IQ", head, 4)
+        return Probe("xfs", _uuid(head[32:48]), _text(head[108:120]), block_size * blocks)
     if _lvm_label(dev):
         return Probe("LVM2_member")
     sb = dev.read(1024, 1024)

@@ -25,6 +25,20 @@ _PACKAGING: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+#: distribution id (or an id_like entry) -> its family (Fedora and its derivatives: "rhel")
+_FAMILIES: dict[str, str] = {
+    **dict.fromkeys(("rhel", "centos", "fedora", "rocky", "almalinux", "ol", "amzn", "cloudlinux", "scientific",
+                     "eurolinux", "navix", "circle"), "rhel"),
+    **dict.fromkeys(("debian", "ubuntu"), "debian"),
+    **dict.fromkeys(("suse", "sles", "sled", "opensuse", "opensuse-leap", "opensuse-tumbleweed"), "suse"),
+    "arch": "arch", "alpine": "alpine",
+}
+#: release files of the RHEL family, the most specific first: they keep the minor version that
+#: os-release leaves out on CentOS 7 (``VERSION_ID="7"``)
+_RHEL_RELEASE_FILES = ("/etc/centos-release", "/etc/rocky-release", "/etc/almalinux-release",
+                       "/etc/oracle-release", "/etc/redhat-release", "/etc/system-release")
+
+
 def parse_os_release(text: str) -> dict[str, str]:
     """KEY=value pairs of an os-release file, values unquoted."""
     return {s.key: s.value for s in parse_settings(text, "/etc/os-release")}
@@ -67,13 +81,26 @@ def _version_numbers(version: str | None) -> tuple[int | None, int | None]:
     return int(match.group(1)), int(match.group(2)) if match.group(2) else None
 
 
-def _precise_version(tree: GuestTree, distribution: str | None, version_id: str | None) -> str | None:
-    """Debian keeps the point release only in /etc/debian_version (os-release says ``12``)."""
+def _precise_version(tree: GuestTree, distribution: str | None, family: str | None,
+                     version_id: str | None) -> str | None:
+    """Debian keeps the point release only in /etc/debian_version (os-release says ``12``); CentOS 7
+    only in /etc/centos-release (os-release says ``7``, the release file ``7.9.2009``). A release
+    file of another major version (or none: CentOS Stream has no minor) changes nothing."""
     if distribution == "debian":
         text = (read_text(tree, "/etc/debian_version") or "").strip()
         if re.match(r"^\d+(\.\d+)*$", text):
             return text
+    if family == "rhel" and version_id and "." not in version_id and distribution != "fedora":
+        for path in _RHEL_RELEASE_FILES:
+            match = _LEGACY_RELEASE.match((read_text(tree, path, limit=4096) or "").strip())
+            if match:
+                found = match.group("version")
+                return found if found.split(".")[0] == version_id else version_id
     return version_id
+
+
+def _family(ids: list[str]) -> str | None:
+    return next((_FAMILIES[ident] for ident in ids if ident in _FAMILIES), None)
 
 
 def _packaging(tree: GuestTree, ids: list[str]) -> tuple[str | None, str | None]:
@@ -96,13 +123,15 @@ def detect_os(tree: GuestTree) -> dict[str, Any]:
     release = read_os_release(tree)
     distribution = release.get("ID", "").lower() or None
     id_like = release.get("ID_LIKE", "").lower().split()
-    version = _precise_version(tree, distribution, release.get("VERSION_ID"))
+    family = _family(([distribution] if distribution else []) + id_like)
+    version = _precise_version(tree, distribution, family, release.get("VERSION_ID"))
     major, minor = _version_numbers(version)
     fmt, manager = _packaging(tree, ([distribution] if distribution else []) + id_like)
     if release or exists(tree, "/etc/passwd"):
         os_type = "linux"
     elif exists(tree, "/Windows/System32"):
         os_type = "windows"
+        family = "windows"
     else:
         os_type = "unknown"
     return {
@@ -115,6 +144,7 @@ def detect_os(tree: GuestTree) -> dict[str, Any]:
         "version_minor": minor,
         "codename": release.get("VERSION_CODENAME") or None,
         "id_like": id_like,
+        "family": family,
         "architecture": detect_architecture(tree),
         "package_format": fmt,
         "package_manager": manager,

@@ -1,0 +1,91 @@
+"""RHEL-family guests as they are installed: root on XFS in an LVM logical volume (RHEL 9: GPT, EFI,
+XFS /boot), or on a plain XFS partition (Rocky cloud images). Inspected through real jobs, in raw
+and qcow2, and compared field by field with the ground truth of the tree each image was built from."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.intake import api
+from tests.conftest import SESSION_DIR, WorkerPool, WorkerProcess, make_job, routed
+from tests.guestdata import assert_report_matches, make_rhel_tree, make_rocky_tree
+from tests.imagebuild import build_image
+from tests.xfsbuild import mark_log_dirty
+
+POOL = f"rhel-{uuid.uuid4().hex[:6]}"
+GUESTS: dict[str, tuple[Callable[..., dict[str, Any]], str, str]] = {
+    "rhel9-lvm-xfs-raw": (make_rhel_tree, "rhel-lvm-xfs", "raw"),
+    "rhel9-lvm-xfs-qcow2": (make_rhel_tree, "rhel-lvm-xfs", "qcow2"),
+    "rocky9-xfs-qcow2": (make_rocky_tree, "xfs", "qcow2"),
+    "rocky9-xfs-raw": (make_rocky_tree, "xfs", "raw"),
+}
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    pool = WorkerPool(tmp_path_factory.mktemp("rhel-workers"))
+    yield pool(concurrency=2, env={"GUESTKIT_POOLS": POOL})
+    pool.kill_all()
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[Path]:
+    path = SESSION_DIR / f"rhel-guests-{uuid.uuid4().hex[:6]}"
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _build(base: Path, name: str) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    maker, layout, fmt = GUESTS[name]
+    truth = maker(base / f"{name}-root")
+    image = base / f"{name}.{fmt}"
+    built = build_image(base / f"{name}-root", image, layout=layout, fmt=fmt)
+    return image, truth, built
+
+
+def _inspect(image: Path) -> dict[str, Any]:
+    result = api.submit(routed(make_job("guestkit.inspect", {"image": {"path": str(image)}}), POOL)).result(timeout=120)
+    assert result["status"] == "completed", result
+    return result["data"]
+
+
+@pytest.mark.parametrize("name", sorted(GUESTS))
+def test_inspect_reads_the_guest_field_by_field(worker: WorkerProcess, base: Path, name: str) -> None:
+    image, truth, built = _build(base, name)
+    report = _inspect(image)
+    assert_report_matches(report, truth)
+    storage = report["storage"]
+    assert [{k: fs[k] for k in ("device", "type", "uuid", "label", "size_bytes")} for fs in storage["filesystems"]] \
+        == built["filesystems"]
+    assert storage["mountpoints"] == built["mountpoints"] and storage["root_device"] == built["mountpoints"]["/"]
+    assert [(vg["vg"], {lv["name"]: lv["size_bytes"] for lv in vg["lvs"]}) for vg in storage["lvm"]] == [
+        (vg["vg"], vg["lvs"]) for vg in built["lvm"]]
+    assert report["warnings"] == []
+
+
+def test_a_dirty_xfs_log_is_read_as_it_stands_and_said(worker: WorkerProcess, base: Path) -> None:
+    """An image of a running VM: the root XFS was never unmounted. It is read, and the report says
+    which filesystem may lack its most recent changes."""
+    image, truth, built = _build(base, "rocky9-xfs-raw")
+    offset = built["fs_offsets"]["/dev/sda1"]
+    fs = base / "dirty.xfs"
+    with open(image, "rb") as source:
+        source.seek(offset)
+        fs.write_bytes(source.read(built["filesystems"][0]["size_bytes"]))
+    mark_log_dirty(fs)
+    with open(image, "r+b") as target:
+        target.seek(offset)
+        target.write(fs.read_bytes())
+    report = _inspect(image)
+    assert report["os"]["distribution"] == "rocky" and report["packages"]["installed"] == truth["packages"]
+    assert len(report["warnings"]) == 1 and "/dev/sda1" in report["warnings"][0]
+    assert "log" in report["warnings"][0] and "recent changes may be missing" in report["warnings"][0]
+    sda1 = next(fs for fs in report["storage"]["filesystems"] if fs["device"] == "/dev/sda1")
+    assert sda1["warning"] == report["warnings"][0]
