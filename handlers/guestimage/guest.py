@@ -67,6 +67,8 @@ class Guest:
         self._progress = progress
         self._devices: dict[str, BlockDevice] = {}
         self._open_fs: dict[str, Filesystem] = {}
+        #: device -> why its filesystem could not be opened (when looking for the root)
+        self._unopened: dict[str, str] = {}
         self._root_view: GuestView | None = None
         self._scan()
 
@@ -179,7 +181,8 @@ class Guest:
     def _looks_like_root(self, device: str) -> bool:
         try:
             fs = self._fs(device)
-        except JobError:
+        except JobError as exc:
+            self._unopened[device] = exc.message
             return False  # a broken non-root filesystem must not hide the root
         for marker in ("/etc/fstab", "/etc/os-release", "/usr/lib/os-release", "/etc/passwd"):
             entry = fs.entry(marker)
@@ -226,8 +229,9 @@ class Guest:
         readable = [fs.device for fs in self.filesystems if fs.type in READABLE]
         roots = [device for device in readable if self._looks_like_root(device)]
         if not roots:
-            raise unsupported("no root filesystem (with /etc or /Windows) found",
-                              filesystems=[fs.as_dict() for fs in self.filesystems])
+            unopened = "".join(f"; {message}" for message in self._unopened.values())
+            raise unsupported("no root filesystem (with /etc or /Windows) found" + unopened,
+                              filesystems=[fs.as_dict() for fs in self.filesystems], unopened=self._unopened)
         roots.sort(key=lambda d: 0 if self._fs(d).entry("/etc/fstab") else 1)
         root = roots[0]
         self.root_device = root
