@@ -121,6 +121,21 @@ NOT_APPLICABLE: dict[str, tuple[str, Mutation]] = {
     "PERF-005": ("debian", {"/etc/systemd/journald.conf": None}),
     **{f"SSH-{n:03d}": ("rhel", {"/etc/ssh": None}) for n in range(1, 11)},
 }
+PWQUALITY = "/etc/security/pwquality.conf"
+COMMON_PASSWORD, SYSTEM_AUTH = "/etc/pam.d/common-password", "/etc/pam.d/system-auth"
+FAILLOCK = ("auth        required      pam_faillock.so preauth silent\n"
+            "auth        sufficient    pam_unix.so nullok\n"
+            "auth        required      pam_faillock.so authfail\n")
+CASES.update({
+    "PAM-001": ("debian", {COMMON_PASSWORD: "password requisite pam_unix.so obscure\n"},
+                (COMMON_PASSWORD, None),
+                {COMMON_PASSWORD: "password requisite pam_pwquality.so retry=3\n"
+                                  "password [success=1 default=ignore] pam_unix.so obscure use_authtok\n"}),
+    "PAM-002": ("rhel", {PWQUALITY: "minlen = 8\n"}, (PWQUALITY, 1), {PWQUALITY: "minlen = 14\n"}),
+    "PAM-003": ("rhel", {SYSTEM_AUTH: "auth required pam_unix.so\n"}, (SYSTEM_AUTH, None), {SYSTEM_AUTH: FAILLOCK}),
+})
+NOT_APPLICABLE.update({"PAM-001": ("rhel", {"/etc/pam.d": None}), "PAM-002": ("debian", {}),
+                       "PAM-003": ("debian", {"/etc/pam.d": None})})
 BY_ID = {item.id: item for item in CATALOGUE}
 
 
@@ -200,6 +215,20 @@ def test_check_not_applicable(tmp_path: Path, check_id: str) -> None:
     assert check_id not in report["passed"]
     (entry,) = [n for n in report["not_applicable"] if n["id"] == check_id]
     assert entry["reason"] and entry["profile"] == BY_ID[check_id].profile
+
+
+@pytest.mark.parametrize(("distro", "check_id", "file"), [
+    ("rhel", "PAM-001", SYSTEM_AUTH), ("debian", "PAM-003", "/etc/pam.d/common-auth"),
+    ("rhel", "PAM-002", PWQUALITY)])
+def test_pam_checks_read_each_familys_own_files(tmp_path: Path, distro: str, check_id: str, file: str) -> None:
+    """As shipped: RHEL's authselect stack checks quality but does not lock out, and leaves minlen at
+    its default; Debian's pam-auth-update stack does neither."""
+    mutation = {SYSTEM_AUTH: "password requisite pam_unix.so\n"} if check_id == "PAM-001" else {}
+    report = _run(tmp_path, distro, mutation, check_id)
+    (finding,) = [f for f in report["findings"] if f["id"] == check_id]
+    assert finding["evidence"]["file"] == file
+    if check_id == "PAM-002":
+        assert "default: 8" in finding["evidence"]["text"]
 
 
 def test_selinux_disabled_by_kernel_argument_is_evidenced(tmp_path: Path) -> None:
