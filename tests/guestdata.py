@@ -200,7 +200,7 @@ def _kernels(root: Path, versions: list[str], initrd: str, with_modules: list[st
         if version in with_modules:
             _write(root, f"/usr/lib/modules/{version}/modules.dep", "")
         truth.append({"version": version, "kernel": f"/boot/vmlinuz-{version}", "initramfs": initrd_path,
-                      "modules": version in with_modules})
+                      "modules": version in with_modules, "boot_entry": None, "default": False})
     return truth
 
 
@@ -767,7 +767,22 @@ DNS2="172.16.0.54"
     _write(root, "/boot/initramfs-5.14.0-362.8.1.el9_3.x86_64kdump.img", b"kdump")
     rescue = f"0-rescue-{machine_id}"
     kernels.insert(0, {"version": rescue, "kernel": f"/boot/vmlinuz-{rescue}",
-                       "initramfs": f"/boot/initramfs-{rescue}.img", "modules": False})
+                       "initramfs": f"/boot/initramfs-{rescue}.img", "modules": False, "boot_entry": None,
+                       "default": False})
+    # grub2 BLS entries, one per kernel, as kernel-install writes them; grubenv boots the newest
+    options = "root=/dev/mapper/rhel-root ro crashkernel=1G-4G:192M resume=/dev/mapper/rhel-swap rd.lvm.lv=rhel/root"
+    for kernel in kernels:
+        version = kernel["version"]
+        entry_id = f"{machine_id}-{version}"
+        title = f"Red Hat Enterprise Linux ({version}) 9.3 (Plow)"
+        _write(root, f"/boot/loader/entries/{entry_id}.conf", f"title {title}\nversion {version}\n"
+               f"linux /vmlinuz-{version}\ninitrd /initramfs-{version}.img $tuned_initrd\noptions {options}\n"
+               "grub_users $grub_users\ngrub_arg --unrestricted\ngrub_class rhel\n")
+        kernel["boot_entry"] = {"id": entry_id, "file": f"/boot/loader/entries/{entry_id}.conf", "title": title,
+                                "options": options}
+        kernel["default"] = version == versions[-1]
+    _write(root, "/boot/grub2/grubenv", f"# GRUB Environment Block\nsaved_entry={machine_id}-{versions[-1]}\n"
+           "boot_success=0\n" + "#" * 900)
     _write(root, f"/boot/vmlinuz-{rescue}", b"MZ rescue")
     _write(root, f"/boot/initramfs-{rescue}.img", b"rescue initramfs")
     _write(root, "/boot/.vmlinuz-5.14.0-362.8.1.el9_3.x86_64.hmac", "hmac\n")

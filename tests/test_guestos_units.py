@@ -282,3 +282,22 @@ def test_include_loops_terminate(tmp_path: Path) -> None:
     assert sshd is not None and sshd["ports"] == [2200]
     assert read_users(tree)[0]["sudo"] is True
     assert [i["name"] for i in read_network(tree)["interfaces"]] == ["e"]
+
+
+def test_boot_loader_entries_without_a_saved_entry_and_for_absent_kernels(tmp_path: Path) -> None:
+    """BLS entries name their kernel by path inside /boot; one whose kernel is gone is no kernel, and
+    without saved_entry in grubenv none is marked default."""
+    entries = "/boot/loader/entries"
+    tree = _tree(tmp_path, {
+        "/boot/vmlinuz-6.5.6-300.fc39.x86_64": b"MZ",
+        f"{entries}/abc-6.5.6-300.fc39.x86_64.conf": "# comment\ntitle Fedora Linux (6.5.6-300.fc39.x86_64) 39\n"
+                                                     "linux   /vmlinuz-6.5.6-300.fc39.x86_64\noptions root=UUID=1 ro\n",
+        f"{entries}/abc-6.2.9-300.fc38.x86_64.conf": "title gone\nlinux /vmlinuz-6.2.9-300.fc38.x86_64\n",
+        f"{entries}/notes.txt": "linux /vmlinuz-6.5.6-300.fc39.x86_64\n",
+        "/boot/grub2/grubenv": "# GRUB Environment Block\nboot_success=1\n",
+    })
+    (kernel,) = read_kernels(tree)
+    assert kernel["boot_entry"] == {
+        "id": "abc-6.5.6-300.fc39.x86_64", "file": f"{entries}/abc-6.5.6-300.fc39.x86_64.conf",
+        "title": "Fedora Linux (6.5.6-300.fc39.x86_64) 39", "options": "root=UUID=1 ro"}
+    assert kernel["default"] is False
