@@ -33,15 +33,18 @@ def _extra_packages(count: int) -> list[tuple[str, str, str]]:
 
 def build_images(base: Path, quick: bool, packages: int) -> dict[str, dict]:
     sys.path.insert(0, str(ROOT))
-    from tests.guestdata import DEBIAN_PACKAGES, _dpkg_status, make_debian_tree, make_rhel_tree
+    from tests.guestdata import DEBIAN_PACKAGES, _dpkg_status, make_debian_tree, make_rhel_tree, make_rocky_tree
     from tests.imagebuild import build_image
 
     base.mkdir(parents=True, exist_ok=True)
     specs = [("debian-plain.qcow2", make_debian_tree, "plain", "qcow2"),
-             ("rhel-plain.raw", make_rhel_tree, "plain", "raw")]
+             ("rhel-plain.raw", make_rhel_tree, "plain", "raw"),
+             ("rhel-lvm-xfs.raw", make_rhel_tree, "rhel-lvm-xfs", "raw")]  # ext4 and XFS-on-LVM side by side
     if not quick:
         specs += [("debian-lvm.raw", make_debian_tree, "lvm", "raw"),
-                  ("debian-gpt-efi.vmdk", make_debian_tree, "gpt-boot-efi", "vmdk")]
+                  ("debian-gpt-efi.vmdk", make_debian_tree, "gpt-boot-efi", "vmdk"),
+                  ("rhel-lvm-xfs.qcow2", make_rhel_tree, "rhel-lvm-xfs", "qcow2"),
+                  ("rocky-xfs.qcow2", make_rocky_tree, "xfs", "qcow2")]
     images: dict[str, dict] = {}
     for name, maker, layout, fmt in specs:
         t0 = time.perf_counter()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 from handlers.guestimage.blockdev import RawFileDevice, SliceDevice
 from handlers.guestimage.xfsfs import XfsFilesystem, log_is_dirty
 from tests.imagebuild import copy_into
+from tests.processes import ROOT
 from tests.xfsbuild import add_remote_symlink_headers, build_xfs, keep_blocks, mark_log_dirty
 
 MiB = 1024 * 1024
@@ -166,3 +169,56 @@ def test_a_dirty_log_is_told_from_a_clean_one(built: tuple[Path, Path], tmp_path
         out.write(source.read(SIZE))
     mark_log_dirty(fs)
     assert log_is_dirty(RawFileDevice(str(fs))) is True
+
+
+_FUZZ_CHILD = """
+import random, sys
+from pathlib import Path
+from app.plugin.errors import JobError
+from handlers.guestimage.blockdev import RawFileDevice
+from handlers.guestimage.xfsfs import XfsFilesystem, log_is_dirty
+
+def walk(fs, path, budget):
+    for name in fs.listdir(path) or []:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return
+        child = path.rstrip("/") + "/" + name
+        entry = fs.entry(child)
+        if entry is not None and entry.info.type == "dir":
+            walk(fs, child, budget)
+        elif entry is not None and entry.info.type == "file":
+            fs.read(child, 65536)
+
+source, work = Path(sys.argv[1]).read_bytes(), Path(sys.argv[2])
+for seed in range(int(sys.argv[3])):
+    rng, data = random.Random(seed), bytearray(source)
+    for _ in range(rng.randint(1, 40)):  # the superblock, AG headers, the first inodes and directories
+        low, high = rng.choice([(0, 512), (512, 16384), (16384, 262144), (262144, 4194304)])
+        data[rng.randrange(low, high)] = rng.randrange(256)
+    work.write_bytes(data)
+    try:
+        log_is_dirty(RawFileDevice(str(work)))
+        walk(XfsFilesystem(RawFileDevice(str(work)), "xfs", "/dev/sda1"), "/", [20000])
+        print(seed, "read")
+    except JobError as exc:
+        print(seed, "refused", exc.code.value)
+"""
+
+
+def test_damaged_xfs_metadata_is_read_or_refused_never_a_crash(tmp_path: Path) -> None:
+    """Bytes of the superblock, AG headers, inodes and directories changed at random (a hostile or
+    damaged image): every variant is walked whole or refused with UNSUPPORTED_IMAGE; no other
+    exception, no crash of the C library (the walk runs in a child process), no hang."""
+    root = tmp_path / "root"
+    _tree(root, (5, 40, 300, 3000))
+    (root / "srv" / "big.bin").unlink()
+    fs = tmp_path / "fs.xfs"
+    build_xfs(fs, 32 * MiB, root, "6c1b6f3e-2b7e-4c51-9a8f-0d7e2f6b1a12", "fuzz")
+    done = subprocess.run([sys.executable, "-c", _FUZZ_CHILD, str(fs), str(tmp_path / "variant.xfs"), "60"],
+                          capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcomes = [line.split()[1:] for line in done.stdout.splitlines()]
+    assert len(outcomes) == 60
+    assert all(o == ["read"] or o == ["refused", "UNSUPPORTED_IMAGE"] for o in outcomes), outcomes
+    assert ["read"] in outcomes and ["refused", "UNSUPPORTED_IMAGE"] in outcomes
