@@ -13,6 +13,7 @@ import pytest
 
 from app.plugin.errors import ErrorCode, JobError
 from handlers.guestos.checks import CATALOGUE
+from handlers.inspect import inspect_tree
 from handlers.payloads import SEVERITY_ORDER, ProfilePayloadV1
 from handlers.profile import ProfileHandler, catalogue, profile_tree
 from handlers.tree import DirectoryTree
@@ -229,6 +230,31 @@ def test_pam_checks_read_each_familys_own_files(tmp_path: Path, distro: str, che
     assert finding["evidence"]["file"] == file
     if check_id == "PAM-002":
         assert "default: 8" in finding["evidence"]["text"]
+
+
+def test_selinux_disabled_in_the_booted_bls_entry_is_evidenced(tmp_path: Path) -> None:
+    """RHEL 8/9: 'grubby --update-kernel ALL --args selinux=0' edits the BLS entries, not
+    /etc/default/grub; the entry grubenv boots is the evidence (and inspect says disabled)."""
+    truth = make_rhel_tree(tmp_path / "stock")
+    booted = next(k for k in truth["kernels"] if k["default"])["boot_entry"]
+    text = (tmp_path / "stock" / booted["file"].lstrip("/")).read_text()
+    report = _run(tmp_path / "guest", "rhel", {booted["file"]: text.replace("options ", "options selinux=0 ")},
+                  "MAC-001")
+    (finding,) = [f for f in report["findings"] if f["id"] == "MAC-001"]
+    assert (finding["evidence"]["file"], finding["evidence"]["line"]) == (booted["file"], 5)
+    assert "selinux=0" in finding["evidence"]["text"]
+    assert inspect_tree(DirectoryTree(tmp_path / "guest"))["security"]["selinux"]["mode"] == "disabled"
+    assert "MAC-001" in _run(tmp_path / "stock", "rhel", {}, "MAC-001")["passed"]
+
+
+def test_kernelopts_from_grubenv_are_the_rhel8_command_line(tmp_path: Path) -> None:
+    truth = make_rhel_tree(tmp_path)
+    booted = next(k for k in truth["kernels"] if k["default"])["boot_entry"]
+    entry = tmp_path / booted["file"].lstrip("/")
+    entry.write_text(entry.read_text().replace(f"options {booted['options']}", "options $kernelopts $tuned_params"))
+    grubenv = tmp_path / "boot/grub2/grubenv"
+    grubenv.write_text("# GRUB Environment Block\nkernelopts=root=/dev/mapper/rhel-root ro selinux=0\n")
+    assert inspect_tree(DirectoryTree(tmp_path))["security"]["selinux"]["mode"] == "disabled"
 
 
 def test_selinux_disabled_by_kernel_argument_is_evidenced(tmp_path: Path) -> None:
