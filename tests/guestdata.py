@@ -597,7 +597,10 @@ def make_rhel_tree(
     swap_device: str = "/dev/mapper/rhel-swap",
     hostname: str = "rhel-db01.example.com",
     arch: str = "x86_64",
+    rpm_tool: bool = False,
 ) -> dict[str, Any]:
+    """``rpm_tool``: the rpm database is written by rpm itself (``tests/rpmdb_tool.py``) instead of by
+    the tests' own header encoder."""
     root = Path(root)
     for directory in ("usr/bin", "usr/sbin", "usr/lib64", "usr/lib"):
         _mkdir(root, directory)
@@ -655,8 +658,14 @@ def make_rhel_tree(
     _write(root, "/etc/pam.d/system-auth", RHEL_SYSTEM_AUTH)
     _write(root, "/etc/security/pwquality.conf", "# Configuration for systemwide password quality limits\n"
            "# minlen = 8\n# dcredit = 0\n")
-    write_rpmdb(root, RHEL_PACKAGES)
-    packages = sorted(RHEL_PACKAGES, key=lambda p: (p["name"], p["arch"] or "", p["version"], p["release"]))
+    if rpm_tool:
+        from tests.rpmdb_tool import rpm_database
+
+        installed = rpm_database(RHEL_PACKAGES, root)
+    else:
+        write_rpmdb(root, RHEL_PACKAGES)
+        installed = RHEL_PACKAGES
+    packages = sorted(installed, key=lambda p: (p["name"], p["arch"] or "", p["version"], p["release"]))
 
     unit_dir = "/usr/lib/systemd/system"
     wants = {

@@ -1,9 +1,11 @@
 """RHEL-family guests as they are installed: root on XFS in an LVM logical volume (RHEL 9: GPT, EFI,
-XFS /boot), or on a plain XFS partition (Rocky cloud images). Inspected through real jobs, in raw
-and qcow2, and compared field by field with the ground truth of the tree each image was built from."""
+XFS /boot, its rpm database written by the rpm tool), or on a plain XFS partition (Rocky cloud
+images). Inspected through real jobs, in raw and qcow2, and compared field by field with the ground
+truth of the tree each image was built from."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,8 +22,8 @@ from tests.xfsbuild import mark_log_dirty
 
 POOL = f"rhel-{uuid.uuid4().hex[:6]}"
 GUESTS: dict[str, tuple[Callable[..., dict[str, Any]], str, str]] = {
-    "rhel9-lvm-xfs-raw": (make_rhel_tree, "rhel-lvm-xfs", "raw"),
-    "rhel9-lvm-xfs-qcow2": (make_rhel_tree, "rhel-lvm-xfs", "qcow2"),
+    "rhel9-lvm-xfs-raw": (functools.partial(make_rhel_tree, rpm_tool=True), "rhel-lvm-xfs", "raw"),
+    "rhel9-lvm-xfs-qcow2": (functools.partial(make_rhel_tree, rpm_tool=True), "rhel-lvm-xfs", "qcow2"),
     "rocky9-xfs-qcow2": (make_rocky_tree, "xfs", "qcow2"),
     "rocky9-xfs-raw": (make_rocky_tree, "xfs", "raw"),
 }
