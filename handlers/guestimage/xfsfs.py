@@ -18,9 +18,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 import pyfsxfs
@@ -29,10 +27,8 @@ from handlers.tree import FileInfo, FileType
 
 from .blockdev import BlockDevice
 from .errors import unsupported
-from .fsentry import FsEntry
+from .fsentry import MAX_DIR_ENTRIES, Filesystem, FsEntry
 
-READ_CHUNK = 4 * 1024 * 1024
-MAX_DIR_ENTRIES = 1_000_000
 #: bytes of directory data parsed here at most (a million entries of long names)
 MAX_DIR_BYTES = 512 * 1024 * 1024
 #: longest symlink target XFS allows (MAXPATHLEN)
@@ -118,12 +114,10 @@ class Superblock:
         return self.block_offset(block) + index * self.inode_size
 
 
-class XfsFilesystem:
-    """Raw lookups on canonical (symlink-free) paths of one XFS filesystem."""
+class XfsFilesystem(Filesystem):
+    """XFS (v4 and v5) through libfsxfs."""
 
     def __init__(self, dev: BlockDevice, fstype: str, device_name: str) -> None:
-        self.device_name = device_name
-        self.fstype = fstype
         self._dev = dev
         try:
             self._sb = Superblock.parse(dev.read(0, 512))
@@ -133,12 +127,7 @@ class XfsFilesystem:
         except (OSError, ValueError) as exc:
             raise unsupported(f"xfs filesystem on {device_name} cannot be opened: {exc}",
                               device=device_name, type=fstype) from exc
-        self._entries: OrderedDict[str, FsEntry | None] = OrderedDict()
-        self._dirs: OrderedDict[int, dict[str, int]] = OrderedDict()
-
-    # -- low level ----------------------------------------------------------------------------------------
-    def _fail(self, what: str, exc: Exception) -> Exception:
-        return unsupported(f"cannot {what} on {self.device_name}: {exc}", device=self.device_name, type=self.fstype)
+        super().__init__(device_name, fstype, self._sb.root_inode)
 
     def _file_entry(self, inode: int) -> Any:  # noqa: ANN401 - pyfsxfs has no types
         try:
@@ -146,28 +135,30 @@ class XfsFilesystem:
         except OSError:
             return None
 
-    def _directory(self, inode: int) -> dict[str, int]:
-        """name -> inode of a directory's entries (cached)."""
-        cached = self._dirs.get(inode)
-        if cached is not None:
-            self._dirs.move_to_end(inode)
-            return cached
+    def _list(self, inode: int, is_root: bool) -> dict[str, int]:
         handle = self._file_entry(inode)
         names: dict[str, int] = {}
-        if handle is not None:
-            try:
-                count = handle.number_of_sub_file_entries
-                if count > MAX_DIR_ENTRIES:
-                    raise unsupported("a directory has too many entries", device=self.device_name)
-                for index in range(count):
-                    child = handle.get_sub_file_entry(index)
-                    names[child.name] = child.inode_number
-            except (OSError, UnicodeError):  # a name that is not UTF-8 (or damage): read the blocks here
-                names = self._parse_directory(inode, handle)
-        self._dirs[inode] = names
-        if len(self._dirs) > 512:
-            self._dirs.popitem(last=False)
+        if handle is None:
+            return names
+        try:
+            count = handle.number_of_sub_file_entries
+            if count > MAX_DIR_ENTRIES:
+                raise self._too_many()
+            for index in range(count):
+                child = handle.get_sub_file_entry(index)
+                names[child.name] = child.inode_number
+        except (OSError, UnicodeError):  # a name that is not UTF-8 (or damage): read the blocks here
+            names = self._parse_directory(inode, handle)
         return names
+
+    def _read_at(self, inode: int, offset: int, length: int) -> bytes:
+        handle = self._file_entry(inode)
+        if handle is None:
+            return b""
+        try:
+            return handle.read_buffer_at_offset(length, offset)
+        except OSError as exc:
+            raise self._fail("read a file", exc) from exc
 
     def _raw_inode(self, inode: int) -> bytes:
         return self._dev.read(self._sb.inode_offset(inode), self._sb.inode_size)
@@ -234,7 +225,7 @@ class XfsFilesystem:
             if name not in (b".", b".."):
                 names[name.decode("utf-8", "surrogateescape")] = child
                 if len(names) > MAX_DIR_ENTRIES:
-                    raise unsupported("a directory has too many entries", device=self.device_name)
+                    raise self._too_many()
 
     def _link_target(self, inode: int, handle: Any, size: int) -> str:  # noqa: ANN401
         try:
@@ -278,52 +269,6 @@ class XfsFilesystem:
             raise self._fail(f"read inode {inode}", exc) from exc
         link = self._link_target(inode, handle, size) if kind == "symlink" else None
         return FsEntry(info, inode, link)
-
-    # -- lookups --------------------------------------------------------------------------------------------
-    def entry(self, path: str) -> FsEntry | None:
-        """The entry at a canonical path (no symlink in it is followed); None if absent."""
-        if path in self._entries:
-            self._entries.move_to_end(path)
-            return self._entries[path]
-        if path in ("/", ""):
-            result = self._make_entry(self._sb.root_inode)
-        else:
-            pure = PurePosixPath(path)
-            parent = self.entry(str(pure.parent))
-            result = None
-            if parent is not None and parent.info.type == "dir":
-                inode = self._directory(parent.inode).get(pure.name)
-                if inode is not None:
-                    result = self._make_entry(inode)
-        self._entries[path] = result
-        if len(self._entries) > 8192:
-            self._entries.popitem(last=False)
-        return result
-
-    def read(self, path: str, limit: int | None) -> bytes | None:
-        entry = self.entry(path)
-        if entry is None or entry.info.type != "file":
-            return None
-        handle = self._file_entry(entry.inode)
-        if handle is None:
-            return None
-        size = entry.info.size if limit is None else min(limit, entry.info.size)
-        out = bytearray()
-        try:
-            while len(out) < size:
-                chunk = handle.read_buffer_at_offset(min(READ_CHUNK, size - len(out)), len(out))
-                if not chunk:
-                    break
-                out += chunk
-        except OSError as exc:
-            raise self._fail("read a file", exc) from exc
-        return bytes(out)
-
-    def listdir(self, path: str) -> list[str] | None:
-        entry = self.entry(path)
-        if entry is None or entry.info.type != "dir":
-            return None
-        return sorted(self._directory(entry.inode))
 
     def volume_label(self) -> str | None:
         return self._sb.label
