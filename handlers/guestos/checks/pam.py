@@ -35,16 +35,21 @@ def _uses(lines: list[tuple[int, str]], modules: tuple[str, ...]) -> tuple[int, 
                  if any(token.rsplit("/", 1)[-1] in modules for token in text.split()[1:])), None)
 
 
+def _unless_called(facts: Facts, paths: tuple[str, ...], kind: str, modules: tuple[str, ...]) -> list[Evidence]:
+    """A finding on the stack file unless its ``kind`` lines call one of ``modules``."""
+    path, lines = _stack(facts, paths, kind)
+    if _uses(lines, modules):
+        return []
+    return [evidence(path, None, f"no {' or '.join(modules)} in the {kind} stack")]
+
+
 @check("PAM-001", "security", "medium", "Password quality is not checked",
        "No pam_pwquality (or pam_cracklib) in the password stack: any password, however short or "
        "common, is accepted when a user changes it.",
        "RHEL family: 'authselect select sssd --force' (pam_pwquality is in every profile); Debian family: "
        "install libpam-pwquality.", cis("5.3.1"))
 def password_quality(facts: Facts) -> list[Evidence]:
-    path, lines = _stack(facts, PASSWORD_STACKS, "password")
-    if _uses(lines, QUALITY_MODULES):
-        return []
-    return [evidence(path, None, "no pam_pwquality.so or pam_cracklib.so in the password stack")]
+    return _unless_called(facts, PASSWORD_STACKS, "password", QUALITY_MODULES)
 
 
 @check("PAM-002", "compliance", "medium", f"Minimum password length below {MIN_LENGTH}",
@@ -82,7 +87,4 @@ def _below(value: str) -> bool:
        "RHEL family: 'authselect enable-feature with-faillock'; Debian family: add pam_faillock.so "
        "preauth/authfail lines to /etc/pam.d/common-auth.", cis("5.3.2"))
 def login_lockout(facts: Facts) -> list[Evidence]:
-    path, lines = _stack(facts, AUTH_STACKS, "auth")
-    if _uses(lines, LOCKOUT_MODULES):
-        return []
-    return [evidence(path, None, "no pam_faillock.so or pam_tally2.so in the auth stack")]
+    return _unless_called(facts, AUTH_STACKS, "auth", LOCKOUT_MODULES)
