@@ -1,5 +1,6 @@
 """The XFS reader over a larger filesystem than any guest test needs: thousands of entries, every
-directory form (short form, block, leaf, node, B-tree), files with holes and preallocated extents,
+directory form (short form, block, leaf, node, B-tree), files with holes and preallocated extents
+and one whose extents are a B-tree,
 symlinks stored in the inode and in blocks (with the v5 ``XSLM`` header libfsxfs does not skip),
 names that are not UTF-8, setuid/setgid modes and owners; v5 and v4. Every path is listed, stat'ed
 and hashed against the tree the filesystem was built from."""
@@ -20,7 +21,7 @@ from handlers.guestimage.blockdev import RawFileDevice, SliceDevice
 from handlers.guestimage.xfsfs import XfsFilesystem, log_is_dirty
 from tests.imagebuild import copy_into
 from tests.processes import ROOT
-from tests.xfsbuild import add_remote_symlink_headers, build_xfs, keep_blocks, mark_log_dirty
+from tests.xfsbuild import add_remote_symlink_headers, as_regular_file, build_xfs, keep_blocks, mark_log_dirty
 
 MiB = 1024 * 1024
 OFFSET = MiB  # the filesystem sits one MiB into its disk, as on a partition
@@ -222,3 +223,17 @@ def test_damaged_xfs_metadata_is_read_or_refused_never_a_crash(tmp_path: Path) -
     assert len(outcomes) == 60
     assert all(o == ["read"] or o == ["refused", "UNSUPPORTED_IMAGE"] for o in outcomes), outcomes
     assert ["read"] in outcomes and ["refused", "UNSUPPORTED_IMAGE"] in outcomes
+
+
+def test_a_file_whose_extents_are_a_b_tree_reads_whole(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "big").mkdir(parents=True)
+    for index in range(20000):
+        (root / "big" / f"entry-with-a-longish-name-{index:06d}").write_bytes(b"")
+    fs = tmp_path / "fs.xfs"
+    build_xfs(fs, 64 * MiB, root, "6c1b6f3e-2b7e-4c51-9a8f-0d7e2f6b1a13", "btree")
+    expected = as_regular_file(fs, "/big")
+    reader = XfsFilesystem(RawFileDevice(str(fs)), "xfs", "/dev/sda1")
+    entry = reader.entry("/big")
+    assert entry is not None and (entry.info.type, entry.info.size) == ("file", len(expected))
+    assert hashlib.sha256(reader.read("/big", None) or b"").digest() == hashlib.sha256(expected).digest()

@@ -174,3 +174,30 @@ def mark_log_dirty(fs: Path) -> None:
         flags = handle.read(1)[0]
         handle.seek(op_at + 9)
         handle.write(bytes([flags & ~0x20]))
+
+
+def as_regular_file(fs: Path, path: str) -> bytes:
+    """Turn the directory at ``path`` into a regular file of the same data fork (a large directory's
+    fork is a B-tree of extents: the form a very fragmented file takes, which mkfs never writes for a
+    file), and return the bytes that file holds, read block by block through xfs_db's bmap."""
+    listing = _xfs_db(fs, f"path {path}", "print core.size core.format", "bmap")
+    assert "(btree)" in listing, listing[:200]
+    size = _field(listing, "core.size")
+    with open(fs, "rb") as handle:
+        sb = handle.read(512)
+        block_size, = struct.unpack_from(">I", sb, 4)
+        ag_blocks, = struct.unpack_from(">I", sb, 84)
+        content = bytearray(size)
+        for line in listing.splitlines():
+            if not line.startswith("data offset "):
+                continue
+            words = line.split()
+            first, count = int(words[2]), int(words[-3])
+            ag, block = map(int, words[5].strip("()").split("/"))
+            for index in range(count):
+                at = (first + index) * block_size
+                if at < size:
+                    handle.seek((ag * ag_blocks + block + index) * block_size)
+                    content[at:at + block_size] = handle.read(block_size)[:size - at]
+    _xfs_db(fs, f"path {path}", "write core.mode 0100644", write=True)
+    return bytes(content)
