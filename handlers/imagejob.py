@@ -26,9 +26,11 @@ GIB = 1024 ** 3
 
 
 def image_facts(guest: Guest) -> dict[str, Any]:
+    """The ``image`` section of every report; ``warnings``: what could not be read as the guest sees
+    it (an XFS whose log is dirty)."""
     info = guest.image
     return {"path": info.path, "format": info.format, "virtual_size": info.virtual_size,
-            "actual_size": info.actual_size, "compressed": info.compressed}
+            "actual_size": info.actual_size, "compressed": info.compressed, "warnings": guest.warnings}
 
 
 def image_policy(ctx: HandlerContext) -> ImagePolicy:

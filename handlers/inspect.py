@@ -4,11 +4,11 @@
 opens the image through the guest-image engine and adds the storage facts. Opening the image
 under the job's rules is ``handlers.imagejob``'s, shared with profile and compare.
 
-Report (handler): ``report_version``, ``image`` {path, format, virtual_size, actual_size, compressed},
+Report (handler): ``report_version``, ``image`` {path, format, virtual_size, actual_size, compressed,
+warnings (what could not be read as the guest sees it: a dirty XFS log)},
 ``os`` {type, distribution, name, pretty_name, version, version_major, version_minor, codename,
 id_like, family, architecture, package_format, package_manager, hostname}, ``kernels``, ``machine_id``,
-``cloud_init``, ``timezone``, ``errors``, ``warnings`` (what could not be read as the guest sees it:
-a dirty XFS log); switched by options: ``storage`` {partitions, filesystems,
+``cloud_init``, ``timezone``, ``errors``; switched by options: ``storage`` {partitions, filesystems,
 lvm, mountpoints, root_device, unplaced_mounts, fstab}, ``packages`` {format, source, count,
 installed [{name, epoch, version, release, arch}], warning}, ``databases``, ``services``
 {default_target, enabled, masked, sysv} and ``scheduled_tasks``, ``users`` and ``groups``,
@@ -151,8 +151,7 @@ class InspectHandler(Handler):
         with open_image(ctx, payload.image) as (guest, tree):
             report = inspect_tree(tree, payload.options, phase_reporter(ctx))
             ctx.report_progress("result_generation", 90, "assembling the report")
-            report = {"report_version": REPORT_VERSION, "image": image_facts(guest), **report,
-                      "warnings": guest.warnings}
+            report = {"report_version": REPORT_VERSION, "image": image_facts(guest), **report}
             if payload.options.include_storage:
                 report["storage"] = {**storage_facts(guest), **report["storage"]}
         written = write_output(ctx, destination, payload.output.overwrite, report)

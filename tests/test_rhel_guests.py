@@ -69,7 +69,7 @@ def test_inspect_reads_the_guest_field_by_field(worker: WorkerProcess, base: Pat
     assert storage["mountpoints"] == built["mountpoints"] and storage["root_device"] == built["mountpoints"]["/"]
     assert [(vg["vg"], {lv["name"]: lv["size_bytes"] for lv in vg["lvs"]}) for vg in storage["lvm"]] == [
         (vg["vg"], vg["lvs"]) for vg in built["lvm"]]
-    assert report["warnings"] == []
+    assert report["image"]["warnings"] == []
 
 
 def test_a_dirty_xfs_log_is_read_as_it_stands_and_said(worker: WorkerProcess, base: Path) -> None:
@@ -87,7 +87,10 @@ def test_a_dirty_xfs_log_is_read_as_it_stands_and_said(worker: WorkerProcess, ba
         target.write(fs.read_bytes())
     report = _inspect(image)
     assert report["os"]["distribution"] == "rocky" and report["packages"]["installed"] == truth["packages"]
-    assert len(report["warnings"]) == 1 and "/dev/sda1" in report["warnings"][0]
-    assert "log" in report["warnings"][0] and "recent changes may be missing" in report["warnings"][0]
+    (warning,) = report["image"]["warnings"]
+    assert "/dev/sda1" in warning and "log" in warning and "recent changes may be missing" in warning
     sda1 = next(fs for fs in report["storage"]["filesystems"] if fs["device"] == "/dev/sda1")
-    assert sda1["warning"] == report["warnings"][0]
+    assert sda1["warning"] == warning
+    profile = api.submit(routed(make_job("guestkit.profile", {"image": {"path": str(image)}}), POOL)).result(
+        timeout=120)
+    assert profile["status"] == "completed" and profile["data"]["image"]["warnings"] == [warning]
