@@ -528,6 +528,13 @@ network:
 
 # --------------------------------------------------------------------------- RHEL
 
+def encoded_package(package: dict[str, Any]) -> dict[str, Any]:
+    """What a header written by ``encode_rpm_header`` for ``package`` decodes to (it writes no
+    source rpm, install time, size, licence or vendor)."""
+    unset = dict.fromkeys(("source_rpm", "install_time", "size", "license", "vendor"))
+    return {**package, **unset, "summary": f"The {package['name']} package"}
+
+
 RHEL_PACKAGES: list[dict[str, Any]] = [
     {"name": n, "epoch": e, "version": v, "release": r, "arch": a}
     for n, e, v, r, a in [
@@ -664,7 +671,7 @@ def make_rhel_tree(
         installed = rpm_database(RHEL_PACKAGES, root)
     else:
         write_rpmdb(root, RHEL_PACKAGES)
-        installed = RHEL_PACKAGES
+        installed = [encoded_package(package) for package in RHEL_PACKAGES]
     packages = sorted(installed, key=lambda p: (p["name"], p["arch"] or "", p["version"], p["release"]))
 
     unit_dir = "/usr/lib/systemd/system"

@@ -32,7 +32,23 @@ License: MIT
 An empty package for the guestkit tests.
 %files
 """
-_QUERY = "%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n"
+#: rpm query tags -> the package fields ``handlers.guestos.rpmheader.package_from_header`` gives
+FIELDS = {"NAME": "name", "EPOCH": "epoch", "VERSION": "version", "RELEASE": "release", "ARCH": "arch",
+          "SOURCERPM": "source_rpm", "INSTALLTIME": "install_time", "LONGSIZE": "size", "LICENSE": "license",
+          "VENDOR": "vendor", "SUMMARY": "summary"}
+#: ``rpm -q --qf`` format printing them, tab-separated
+QUERY = "\\t".join(f"%{{{tag}}}" for tag in FIELDS) + "\\n"
+_NUMBERS = ("epoch", "install_time", "size")
+
+
+def parse_query(listing: str) -> list[dict[str, Any]]:
+    """The packages of a ``QUERY`` listing (None where rpm prints (none))."""
+    found = []
+    for line in listing.splitlines():
+        values = [None if value == "(none)" else value for value in line.split("\t")]
+        package = dict(zip(FIELDS.values(), values, strict=True))
+        found.append({k: int(v) if k in _NUMBERS and v is not None else v for k, v in package.items()})
+    return found
 
 
 def _run(command: list[str]) -> str:
@@ -66,8 +82,9 @@ def _build(packages: list[dict[str, Any]], work: Path) -> None:
 
 def rpm_database(packages: list[dict[str, Any]], guest_root: Path) -> list[dict[str, Any]]:
     """Put an rpm-made ``rpmdb.sqlite`` holding ``packages`` into ``guest_root``; return the packages
-    as ``rpm -qa`` reads them back (name, epoch, version, release, arch; None where rpm says (none))."""
-    key = hashlib.sha256(json.dumps(packages, sort_keys=True).encode()).hexdigest()[:16]
+    as ``rpm -qa`` reads them back (the fields of ``handlers.guestos.rpmheader.package_from_header``;
+    None where rpm says (none))."""
+    key = hashlib.sha256(json.dumps([packages, QUERY], sort_keys=True).encode()).hexdigest()[:16]
     cache = Path(tempfile.gettempdir()) / f"guestkit-rpmdb-{key}"
     if not (cache / "rpmdb.sqlite").exists():
         work = Path(tempfile.mkdtemp(prefix="rpmdb-"))
@@ -76,7 +93,7 @@ def rpm_database(packages: list[dict[str, Any]], guest_root: Path) -> list[dict[
             done = work / "done"
             done.mkdir()
             shutil.copy(work / "root" / DBPATH.lstrip("/") / "rpmdb.sqlite", done)
-            listing = _run(["rpm", "--root", str(work / "root"), "--dbpath", DBPATH, "-qa", "--qf", _QUERY])
+            listing = _run(["rpm", "--root", str(work / "root"), "--dbpath", DBPATH, "-qa", "--qf", QUERY])
             (done / "packages.tsv").write_text(listing)
             try:
                 done.rename(cache)
@@ -87,9 +104,4 @@ def rpm_database(packages: list[dict[str, Any]], guest_root: Path) -> list[dict[
     target = guest_root / DBPATH.lstrip("/")
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy(cache / "rpmdb.sqlite", target / "rpmdb.sqlite")
-    found = []
-    for line in (cache / "packages.tsv").read_text().splitlines():
-        name, epoch, version, release, arch = line.split("\t")
-        found.append({"name": name, "epoch": None if epoch == "(none)" else int(epoch), "version": version,
-                      "release": release, "arch": None if arch == "(none)" else arch})
-    return found
+    return parse_query((cache / "packages.tsv").read_text())

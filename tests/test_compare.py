@@ -13,7 +13,7 @@ from app.plugin.errors import ErrorCode, JobError
 from handlers.compare import CompareHandler, compare_trees
 from handlers.payloads import CompareOptions, ComparePayloadV1
 from handlers.tree import DirectoryTree
-from tests.guestdata import FakeContext, make_debian_tree, make_rhel_tree, write_rpmdb
+from tests.guestdata import FakeContext, encoded_package, make_debian_tree, make_rhel_tree, write_rpmdb
 from tests.imagebuild import build_image
 
 
@@ -146,7 +146,7 @@ def test_rpm_installonly_kernels_compare_as_sets(tmp_path: Path) -> None:
     write_rpmdb(b, [*packages, newer])
     report = compare_trees(DirectoryTree(a), DirectoryTree(b), CompareOptions(compare_config=False,
                                                                               compare_files=False))
-    assert report["packages"]["added"] == [newer]
+    assert report["packages"]["added"] == [encoded_package(newer)]
     assert [p["name"] for p in report["packages"]["removed"]] == ["gpg-pubkey"]
     assert report["packages"]["changed"] == []
 

@@ -17,13 +17,13 @@ from handlers.guestos.network.iface import with_prefix
 from handlers.guestos.network.resolv import parse_resolv_conf
 from handlers.guestos.osrelease import detect_os
 from handlers.guestos.packages import parse_dpkg_status, read_packages, split_dpkg_version
-from handlers.guestos.rpmdb import RpmError, decode_header, package_from_header
+from handlers.guestos.rpmheader import RpmError, decode_header, package_from_header
 from handlers.guestos.security.apparmor import read_apparmor
 from handlers.guestos.security.selinux import read_selinux
 from handlers.guestos.security.sshd import read_sshd
 from handlers.guestos.sysctl import read_sysctl
 from handlers.tree import DirectoryTree
-from tests.guestdata import elf_header, encode_rpm_header
+from tests.guestdata import elf_header, encode_rpm_header, encoded_package
 
 
 def _tree(root: Path, files: Mapping[str, str | bytes], links: Mapping[str, str] | None = None) -> DirectoryTree:
@@ -70,8 +70,8 @@ def test_dpkg_status_skips_removed_and_half_installed() -> None:
 
 def test_rpm_header_round_trip_without_epoch_and_arch() -> None:
     blob = encode_rpm_header("gpg-pubkey", "fd431d51", "4ae0493b", None, None)
-    assert package_from_header(blob) == {"name": "gpg-pubkey", "epoch": None, "version": "fd431d51",
-                                         "release": "4ae0493b", "arch": None}
+    package = {"name": "gpg-pubkey", "epoch": None, "version": "fd431d51", "release": "4ae0493b", "arch": None}
+    assert package_from_header(blob) == encoded_package(package)
     assert decode_header(blob)[1000] == "gpg-pubkey"
 
 

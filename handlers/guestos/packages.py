@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.guestos.rpmdb import legacy_rpmdb_path, read_rpm_packages
+from handlers.guestos.rpmdb import read_rpm_packages
 from handlers.tree import GuestTree, read_text
 
 DPKG_STATUS = "/var/lib/dpkg/status"
@@ -52,12 +52,8 @@ def read_packages(tree: GuestTree) -> dict[str, Any]:
         return {"format": "deb", "source": DPKG_STATUS, "packages": parse_dpkg_status(status), "warning": None}
     rpmdb = read_rpm_packages(tree)
     if rpmdb is not None:
-        path, rpms, warning = rpmdb
+        path, _database, rpms, warning = rpmdb
         return {"format": "rpm", "source": path, "packages": sort_packages(rpms), "warning": warning}
-    legacy = legacy_rpmdb_path(tree)
-    if legacy:
-        return {"format": "rpm", "source": legacy, "packages": [],
-                "warning": f"{legacy} is a Berkeley DB/ndb rpm database, which is not read yet"}
     return {"format": None, "source": None, "packages": [], "warning": None}
 
 

@@ -1,159 +1,113 @@
-"""rpm header blobs and the rpm sqlite database (``/var/lib/rpm/rpmdb.sqlite``).
+"""The rpm database of a guest, in whichever of rpm's formats it is kept:
 
-A header blob is ``il`` (int32 index count), ``dl`` (int32 data length), ``il`` index entries of
-four big-endian int32 (tag, type, offset, count), then ``dl`` bytes of data.
+- sqlite ``rpmdb.sqlite`` (RHEL 9, Fedora 33 and later), with its write-ahead log: both files are
+  copied into a private directory and read together (an image of a running VM can hold packages
+  only in ``rpmdb.sqlite-wal``); nothing is ever created in the guest;
+- ndb ``Packages.db`` (SLES 15, openSUSE Leap 15): ``handlers.guestos.rpmdb_ndb``;
+- Berkeley DB hash ``Packages`` (RHEL and CentOS 5 to 8): ``handlers.guestos.rpmdb_bdb``.
+
+Each gives header blobs, read the same way (``handlers.guestos.rpmheader``). A database that cannot
+be read gives no packages and a warning naming the file and what was wrong; headers that cannot be
+decoded are left out and counted.
 """
 
 from __future__ import annotations
 
-import os
+import shutil
 import sqlite3
-import struct
 import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from handlers.guestos.rpmdb_bdb import bdb_headers
+from handlers.guestos.rpmdb_ndb import ndb_headers
+from handlers.guestos.rpmheader import PartialRead, RpmError, packages_from_headers
 from handlers.tree import GuestTree
 
-RPMDB_SQLITE = "/var/lib/rpm/rpmdb.sqlite"
-RPMDB_LEGACY = ("/var/lib/rpm/Packages", "/var/lib/rpm/Packages.db", "/usr/lib/sysimage/rpm/Packages.db")
-RPMDB_SQLITE_PATHS = (RPMDB_SQLITE, "/usr/lib/sysimage/rpm/rpmdb.sqlite")
-
-TAG_NAME, TAG_VERSION, TAG_RELEASE, TAG_EPOCH, TAG_ARCH = 1000, 1001, 1002, 1003, 1022
-_STRING_TYPES = (6, 8, 9)  # STRING, STRING_ARRAY, I18NSTRING
-_INT_TYPES = {2: ("b", 1), 3: (">h", 2), 4: (">i", 4), 5: (">q", 8)}
-_MAX_ENTRIES = 100_000
+#: (guest path, format), in the order a guest is searched (newest format first)
+RPMDB_FILES = (
+    ("/var/lib/rpm/rpmdb.sqlite", "sqlite"), ("/usr/lib/sysimage/rpm/rpmdb.sqlite", "sqlite"),
+    ("/var/lib/rpm/Packages.db", "ndb"), ("/usr/lib/sysimage/rpm/Packages.db", "ndb"),
+    ("/var/lib/rpm/Packages", "bdb"), ("/usr/lib/sysimage/rpm/Packages", "bdb"),
+)
 #: larger databases are refused rather than copied (a real one with thousands of packages is < 300 MiB)
 MAX_RPMDB_BYTES = 1024 * 1024 * 1024
+#: packages read from one database at most
+MAX_PACKAGES = 200_000
 #: sqlite virtual-machine steps between checks of the time budget, and the budget itself
 _PROGRESS_STEPS = 100_000
 QUERY_SECONDS = 120.0
 
 
-class RpmError(ValueError):
-    """A header blob or an rpm database that cannot be read."""
+def read_rpm_sqlite(database: bytes, wal: bytes | None = None) -> list[bytes]:
+    """The header blobs of an rpm sqlite database (``wal``: its write-ahead log, read with it).
 
-
-def decode_header(blob: bytes, wanted: frozenset[int] | None = None) -> dict[int, Any]:
-    """Tag -> value (str, int, list or bytes) for the tags in ``wanted`` (all when None)."""
-    if len(blob) < 8:
-        raise RpmError("header shorter than 8 bytes")
-    il, dl = struct.unpack_from(">ii", blob, 0)
-    data_start = 8 + il * 16
-    if il < 0 or dl < 0 or il > _MAX_ENTRIES or data_start + dl > len(blob):
-        raise RpmError(f"bad header sizes il={il} dl={dl} for {len(blob)} bytes")
-    data = blob[data_start:data_start + dl]
-    values: dict[int, Any] = {}
-    for index in range(il):
-        tag, kind, offset, count = struct.unpack_from(">iiii", blob, 8 + index * 16)
-        if wanted is not None and tag not in wanted:
-            continue
-        if not 0 <= offset <= dl:
-            raise RpmError(f"tag {tag}: offset {offset} outside data of {dl} bytes")
-        values[tag] = _decode_value(data, kind, offset, count)
-    return values
-
-
-def _decode_value(data: bytes, kind: int, offset: int, count: int) -> Any:
-    if kind in _STRING_TYPES:
-        strings = []
-        position = offset
-        for _ in range(max(count, 1) if kind != 6 else 1):
-            end = data.find(b"\0", position)
-            if end < 0:
-                raise RpmError("unterminated string")
-            strings.append(data[position:end].decode("utf-8", errors="replace"))
-            position = end + 1
-        return strings[0] if kind in (6, 9) else strings
-    if kind in _INT_TYPES:
-        fmt, size = _INT_TYPES[kind]
-        if offset + size * count > len(data):
-            raise RpmError("integer array past end of data")
-        items = [struct.unpack_from(fmt, data, offset + i * size)[0] for i in range(count)]
-        return items[0] if count == 1 else items
-    return data[offset:offset + count]
-
-
-_PACKAGE_TAGS = frozenset({TAG_NAME, TAG_VERSION, TAG_RELEASE, TAG_EPOCH, TAG_ARCH})
-
-
-def package_from_header(blob: bytes) -> dict[str, Any]:
-    tags = decode_header(blob, _PACKAGE_TAGS)
-    epoch = tags.get(TAG_EPOCH)
-    return {
-        "name": tags.get(TAG_NAME), "epoch": epoch if isinstance(epoch, int) else None,
-        "version": tags.get(TAG_VERSION), "release": tags.get(TAG_RELEASE), "arch": tags.get(TAG_ARCH),
-    }
-
-
-class PartialRead(RpmError):
-    """Some headers were unreadable; ``packages`` holds the others."""
-
-    def __init__(self, packages: list[dict[str, Any]], message: str) -> None:
-        super().__init__(message)
-        self.packages = packages
-
-
-def read_rpm_sqlite(path: str) -> list[dict[str, Any]]:
-    """Packages of an rpm sqlite database file on the host, opened read-only.
-
-    The file comes from the guest, so it is distrusted: ``Packages`` must be a plain table (not a
-    view that could run any query), and a query running past ``QUERY_SECONDS`` is interrupted.
+    Both are written into a private directory and opened read-only there (sqlite makes its shared
+    memory file beside them). The database comes from the guest, so it is distrusted: ``Packages``
+    must be a plain table (not a view that could run any query), and a query running past
+    ``QUERY_SECONDS`` is interrupted.
     """
-    deadline = time.monotonic() + QUERY_SECONDS
-    db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    private = Path(tempfile.mkdtemp(prefix="guestkit-rpmdb-"))
     try:
-        db.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_STEPS)
-        kind = db.execute("SELECT type FROM sqlite_master WHERE name = 'Packages'").fetchone()
-        if kind is None or kind[0] != "table":
-            raise RpmError(f"no Packages table in the rpm database (found {kind[0] if kind else 'nothing'})")
-        rows = db.execute("SELECT blob FROM Packages ORDER BY hnum").fetchall()
-    finally:
-        db.close()
-    packages = []
-    corrupt = 0
-    for (blob,) in rows:
+        copy = private / "rpmdb.sqlite"
+        copy.write_bytes(database)
+        if wal:
+            (private / "rpmdb.sqlite-wal").write_bytes(wal)
+        deadline = time.monotonic() + QUERY_SECONDS
+        db = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
         try:
-            package = package_from_header(bytes(blob))
-        except RpmError:
-            corrupt += 1
-            continue
-        if package["name"]:
-            packages.append(package)
-    if corrupt:
-        raise PartialRead(packages, f"{corrupt} of {len(rows)} package headers could not be decoded")
-    return packages
+            db.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_STEPS)
+            kind = db.execute("SELECT type FROM sqlite_master WHERE name = 'Packages'").fetchone()
+            if kind is None or kind[0] != "table":
+                raise RpmError(f"no Packages table in the rpm database (found {kind[0] if kind else 'nothing'})")
+            rows = db.execute("SELECT blob FROM Packages ORDER BY hnum LIMIT ?", (MAX_PACKAGES + 1,)).fetchall()
+        except sqlite3.Error as exc:
+            raise RpmError(str(exc)) from exc
+        finally:
+            db.close()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    if len(rows) > MAX_PACKAGES:
+        raise RpmError(f"more than {MAX_PACKAGES} packages")
+    return [bytes(blob) for (blob,) in rows]
 
 
-def read_rpm_packages(tree: GuestTree) -> tuple[str, list[dict[str, Any]], str | None] | None:
-    """(database path, installed packages, warning), or None when the guest has no sqlite rpm database.
+def _sqlite_headers(tree: GuestTree, path: str, data: bytes) -> tuple[list[bytes], list[str]]:
+    wal_info = tree.stat(path + "-wal")
+    wal = None
+    if wal_info is not None and wal_info.type == "file" and wal_info.size:
+        if wal_info.size > MAX_RPMDB_BYTES:
+            raise RpmError(f"{path}-wal is over the {MAX_RPMDB_BYTES} byte limit")
+        wal = tree.read_bytes(path + "-wal", limit=MAX_RPMDB_BYTES)
+    return read_rpm_sqlite(data, wal), []
 
-    sqlite needs a real file, so the database bytes are copied to a private temporary file. An
-    unreadable database gives no packages and a warning; unreadable headers are skipped and counted.
-    """
-    for guest_path in RPMDB_SQLITE_PATHS:
-        info = tree.stat(guest_path)
-        if info is None:
+
+_READERS: dict[str, Callable[[GuestTree, str, bytes], tuple[list[bytes], list[str]]]] = {
+    "sqlite": _sqlite_headers,
+    "ndb": lambda _tree, _path, data: ndb_headers(data, MAX_PACKAGES),
+    "bdb": lambda _tree, _path, data: (bdb_headers(data, MAX_PACKAGES), []),
+}
+
+
+def read_rpm_packages(tree: GuestTree) -> tuple[str, str, list[dict[str, Any]], str | None] | None:
+    """(database path, format, installed packages, warning), or None when the guest has no rpm
+    database; the first database found is read (the newest format first)."""
+    for path, kind in RPMDB_FILES:
+        info = tree.stat(path)
+        if info is None or info.type != "file":
             continue
         if info.size > MAX_RPMDB_BYTES:
-            return guest_path, [], f"{guest_path} is {info.size} bytes, over the {MAX_RPMDB_BYTES} byte limit"
-        content = tree.read_bytes(guest_path, limit=MAX_RPMDB_BYTES + 1)
-        if content is None:
-            continue
-        handle, host_path = tempfile.mkstemp(suffix=".sqlite", prefix="guestkit-rpmdb-")
+            return path, kind, [], f"{path} is {info.size} bytes, over the {MAX_RPMDB_BYTES} byte limit"
+        data = tree.read_bytes(path, limit=MAX_RPMDB_BYTES + 1) or b""
         try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(content)
-            return guest_path, read_rpm_sqlite(host_path), None
+            blobs, problems = _READERS[kind](tree, path, data)
+            packages = packages_from_headers(blobs)
         except PartialRead as partial:
-            return guest_path, partial.packages, f"{guest_path}: {partial}"
-        except (RpmError, sqlite3.Error) as exc:
-            return guest_path, [], f"{guest_path} could not be read: {exc}"
-        finally:
-            os.unlink(host_path)
+            return path, kind, partial.packages, f"{path}: {partial}"
+        except RpmError as exc:
+            return path, kind, [], f"{path} ({kind}) could not be read: {exc}"
+        warning = f"{path}: {len(problems)} package(s) left out: {'; '.join(problems[:5])}" if problems else None
+        return path, kind, packages, warning
     return None
-
-
-def legacy_rpmdb_path(tree: GuestTree) -> str | None:
-    """Path of a Berkeley DB / ndb rpm database (not read by this parser), if the guest has one."""
-    return next((path for path in RPMDB_LEGACY if tree.stat(path) is not None), None)
