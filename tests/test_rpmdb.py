@@ -189,3 +189,14 @@ def test_a_loop_of_overflow_pages_ends(headers: tuple[list[bytes], Any], tmp_pat
     struct.pack_into("<I", data, overflow * 512 + 16, overflow)  # ... that is itself
     with pytest.raises(RpmError, match="loop of overflow pages"):
         bdb_headers(bytes(data), LIMIT)
+
+
+def test_el5_hash_pages_unsorted_and_hash_version_8(headers: tuple[list[bytes], Any], tmp_path: Path) -> None:
+    """Berkeley DB 4.3 (RHEL 5) wrote hash version 8 and unsorted hash pages (type 2): the same items."""
+    write_bdb(tmp_path / "Packages", headers[0], page_size=4096)
+    data = bytearray((tmp_path / "Packages").read_bytes())
+    struct.pack_into("<I", data, 16, 8)
+    hash_pages = [n for n in range(1, len(data) // 4096) if data[n * 4096 + 25] == 13]
+    for number in hash_pages:
+        data[number * 4096 + 25] = 2
+    assert hash_pages and bdb_headers(bytes(data), LIMIT) == headers[0]
