@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import struct
 from collections.abc import Callable
@@ -874,6 +875,97 @@ def make_rocky_tree(root: str | os.PathLike[str], **options: Any) -> dict[str, A
     return truth
 
 
+def _package_list(rows: str) -> list[dict[str, Any]]:
+    """``name epoch version release arch`` lines ('-' for no epoch) as package dicts."""
+    packages = []
+    for row in rows.split(";"):
+        name, epoch, version, release, arch = row.split()
+        packages.append({"name": name, "epoch": None if epoch == "-" else int(epoch), "version": version,
+                         "release": release, "arch": arch})
+    return packages
+
+
+CENTOS7_PACKAGES = _package_list(
+    "bash - 4.2.46 35.el7_9 x86_64; centos-release - 7 9.2009.1.el7.centos x86_64; coreutils - 8.22 24.el7_9.2 x86_64;"
+    "glibc - 2.17 326.el7_9 x86_64; glibc - 2.17 326.el7_9 i686; kernel - 3.10.0 1160.108.1.el7 x86_64;"
+    "kernel - 3.10.0 1160.el7 x86_64; openssh-server - 7.4p1 23.el7_9 x86_64; openssl 1 1.0.2k 26.el7_9 x86_64;"
+    "python - 2.7.5 94.el7_9 x86_64; rpm - 4.11.3 48.el7_9 x86_64; systemd - 219 78.el7_9.9 x86_64;"
+    "yum - 3.4.3 168.el7.centos noarch; vim-minimal 2 7.4.629 8.el7_9 x86_64")
+SLES15_PACKAGES = _package_list(
+    "bash - 4.4 150400.27.3.2 x86_64; glibc - 2.31 150300.63.1 x86_64; kernel-default - 5.14.21 150500.55.39.1 x86_64;"
+    "openssh-server - 9.6p1 150600.4.3 x86_64; rpm-ndb - 4.14.3 150400.59.7.1 x86_64;"
+    "sles-release - 15.5 150500.59.3 x86_64; systemd - 249.16 150400.8.35.5 x86_64;"
+    "zypper - 1.14.68 150400.3.40.1 x86_64; wicked - 0.6.74 150500.3.18.1 x86_64")
+
+
+def _replace_rpm_database(root: Path, packages: list[dict[str, Any]], write: Callable[[list[bytes]], None]
+                          ) -> list[dict[str, Any]]:
+    """The tree's sqlite rpm database replaced by one of another format holding ``packages``
+    (headers written by rpm itself), written by ``write``; returns them as rpm reads them."""
+    import tempfile
+
+    from tests.rpmdb_build import installed_headers
+
+    for name in ("rpmdb.sqlite", "rpmdb.sqlite-wal", "rpmdb.sqlite-shm"):
+        (root / "var/lib/rpm" / name).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rpm-headers-") as work:
+        blobs, installed = installed_headers(packages, Path(work))
+    write(blobs)
+    return sorted(installed, key=lambda p: (p["name"], p["arch"] or "", p["version"], p["release"]))
+
+
+def make_centos7_tree(root: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+    """CentOS 7.9 as installed: os-release says ``7`` (the minor is in /etc/centos-release), yum,
+    and the rpm database a Berkeley DB hash file (/var/lib/rpm/Packages)."""
+    from tests.rpmdb_build import write_bdb
+
+    truth = make_rhel_tree(root, **options)
+    root = Path(root)
+    (root / "usr/lib/os-release").unlink()
+    _os_release(root, {"NAME": "CentOS Linux", "VERSION": "7 (Core)", "ID": "centos", "ID_LIKE": "rhel fedora",
+                       "VERSION_ID": "7", "PRETTY_NAME": "CentOS Linux 7 (Core)", "ANSI_COLOR": "0;31",
+                       "CPE_NAME": "cpe:/o:centos:centos:7"})
+    (root / "etc/redhat-release").unlink()
+    _write(root, "/etc/centos-release", "CentOS Linux release 7.9.2009 (Core)\n")
+    _link(root, "/etc/redhat-release", "centos-release")
+    for name in ("dnf", "dnf-3"):
+        (root / "usr/bin" / name).unlink()
+    _write(root, "/usr/bin/yum", b"#!/usr/bin/python\n", 0o755)
+    truth["packages"] = _replace_rpm_database(root, CENTOS7_PACKAGES,
+                                              lambda blobs: write_bdb(root / "var/lib/rpm/Packages", blobs))
+    truth["os"] = {**truth["os"], "distribution": "centos", "name": "CentOS Linux",
+                   "pretty_name": "CentOS Linux 7 (Core)", "version": "7.9.2009", "version_major": 7,
+                   "version_minor": 9, "id_like": ["rhel", "fedora"], "package_manager": "yum"}
+    return truth
+
+
+def make_sles15_tree(root: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+    """SLES 15 SP5's release files, zypper, and an ndb rpm database in /usr/lib/sysimage/rpm (to
+    which /var/lib/rpm links), on the RHEL tree's other files."""
+    from tests.rpmdb_build import write_ndb
+
+    truth = make_rhel_tree(root, **options)
+    root = Path(root)
+    (root / "usr/lib/os-release").unlink()
+    _os_release(root, {"NAME": "SLES", "VERSION": "15-SP5", "VERSION_ID": "15.5", "ID": "sles", "ID_LIKE": "suse",
+                       "PRETTY_NAME": "SUSE Linux Enterprise Server 15 SP5", "ANSI_COLOR": "0;32",
+                       "CPE_NAME": "cpe:/o:suse:sles:15:sp5"})
+    (root / "etc/redhat-release").unlink()
+    for name in ("dnf", "dnf-3", "yum"):
+        (root / "usr/bin" / name).unlink()
+    _write(root, "/usr/bin/zypper", elf_header("x86_64"), 0o755)
+    database = root / "usr/lib/sysimage/rpm"
+    database.mkdir(parents=True)
+    truth["packages"] = _replace_rpm_database(root, SLES15_PACKAGES,
+                                              lambda blobs: write_ndb(database / "Packages.db", blobs))
+    shutil.rmtree(root / "var/lib/rpm")
+    _link(root, "/var/lib/rpm", "../../usr/lib/sysimage/rpm")
+    truth["os"] = {**truth["os"], "distribution": "sles", "name": "SLES",
+                   "pretty_name": "SUSE Linux Enterprise Server 15 SP5", "version": "15.5", "version_major": 15,
+                   "version_minor": 5, "id_like": ["suse"], "family": "suse", "package_manager": "zypper"}
+    return truth
+
+
 def assert_report_matches(report: dict[str, Any], truth: dict[str, Any]) -> None:
     """An inspect report against a tree's ground truth, field by field."""
     assert report["os"] == {**truth["os"], "hostname": truth["hostname"]}
@@ -888,7 +980,8 @@ def assert_report_matches(report: dict[str, Any], truth: dict[str, Any]) -> None
 
 #: distro name -> tree builder
 MAKERS: dict[str, Callable[[Path], dict[str, Any]]] = {"debian": make_debian_tree, "rhel": make_rhel_tree,
-                                                       "rocky": make_rocky_tree}
+                                                       "rocky": make_rocky_tree, "centos7": make_centos7_tree,
+                                                       "sles15": make_sles15_tree}
 
 
 # --------------------------------------------------------------------------- a handler context for tests

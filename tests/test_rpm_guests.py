@@ -1,7 +1,8 @@
-"""RHEL-family guests as they are installed: root on XFS in an LVM logical volume (RHEL 9: GPT, EFI,
-XFS /boot, its rpm database written by the rpm tool), or on a plain XFS partition (Rocky cloud
-images). Inspected through real jobs, in raw and qcow2, and compared field by field with the ground
-truth of the tree each image was built from."""
+"""rpm-based guests as they are installed: RHEL 9 with its root on XFS in an LVM logical volume (GPT,
+EFI, XFS /boot, an rpm sqlite database written by rpm), Rocky 9 on a plain XFS partition (cloud
+images), CentOS 7 on XFS with its Berkeley DB rpm database, SLES 15 with its ndb one (on XFS until
+btrfs is read). Inspected through real jobs, in raw and qcow2, and compared field by field with the
+ground truth of the tree each image was built from."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ import pytest
 
 from app.intake import api
 from tests.conftest import SESSION_DIR, WorkerPool, WorkerProcess, make_job, routed
-from tests.guestdata import assert_report_matches, make_rhel_tree, make_rocky_tree
+from tests.guestdata import (
+    assert_report_matches,
+    make_centos7_tree,
+    make_rhel_tree,
+    make_rocky_tree,
+    make_sles15_tree,
+)
 from tests.imagebuild import build_image
 from tests.xfsbuild import mark_log_dirty
 
@@ -26,6 +33,9 @@ GUESTS: dict[str, tuple[Callable[..., dict[str, Any]], str, str]] = {
     "rhel9-lvm-xfs-qcow2": (functools.partial(make_rhel_tree, rpm_tool=True), "rhel-lvm-xfs", "qcow2"),
     "rocky9-xfs-qcow2": (make_rocky_tree, "xfs", "qcow2"),
     "rocky9-xfs-raw": (make_rocky_tree, "xfs", "raw"),
+    "centos7-xfs-raw": (make_centos7_tree, "xfs", "raw"),
+    "centos7-lvm-xfs-qcow2": (make_centos7_tree, "rhel-lvm-xfs", "qcow2"),
+    "sles15-xfs-qcow2": (make_sles15_tree, "xfs", "qcow2"),
 }
 
 
