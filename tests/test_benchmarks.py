@@ -21,3 +21,13 @@ def test_benchmark_script_runs_both_sides_and_prints_the_ratio(script: list[str]
     result = [line for line in out.stdout.splitlines() if line.startswith("RESULT")]
     assert result, out.stdout[-2000:]
     assert "platform" in result[0] and "plain" in result[0] and "ratio" in result[0]
+
+
+def test_rpmdb_benchmark_reads_every_format_and_compares_with_rpm() -> None:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.rpmdb", "--quick"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=240)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()
+            if line.split() and line.split()[0] in ("sqlite", "ndb", "bdb")}
+    assert sorted(rows) == ["bdb", "ndb", "sqlite"] and all(row[1] == "50" for row in rows.values())
+    assert any(line.startswith("RESULT rpmdb: 50 packages") for line in out.stdout.splitlines())
