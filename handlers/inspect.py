@@ -10,7 +10,8 @@ warnings (what could not be read as the guest sees it: a dirty XFS log)},
 id_like, family, architecture, package_format, package_manager, hostname}, ``kernels``, ``machine_id``,
 ``cloud_init``, ``timezone``, ``errors``; switched by options: ``storage`` {partitions, filesystems,
 lvm, mountpoints, root_device, unplaced_mounts, fstab}, ``packages`` {format, source, count,
-installed [{name, epoch, version, release, arch}], warning}, ``databases``, ``services``
+installed [{name, epoch, version, release, arch; for rpm also source_rpm, install_time, size, license,
+vendor, summary}], warning}, ``databases``, ``services``
 {default_target, enabled, masked, sysv} and ``scheduled_tasks``, ``users`` and ``groups``,
 ``network`` {interfaces, dns}, ``security`` {selinux, apparmor, ssh, firewall}, ``sysctl`` (deep_scan).
 """
