@@ -496,6 +496,7 @@ network:
     _write(root, "/etc/issue", "Debian GNU/Linux 12 \\n \\l\n")
 
     return {
+        "package_database": "/var/lib/dpkg/status",
         "os": {"type": "linux", "distribution": "debian", "name": "Debian GNU/Linux",
                "pretty_name": "Debian GNU/Linux 12 (bookworm)", "version": "12.5", "version_major": 12,
                "version_minor": 5, "codename": "bookworm", "id_like": [], "family": "debian",
@@ -829,6 +830,7 @@ DNS2="172.16.0.54"
     _write(root, "/etc/tuned/active_profile", "virtual-guest\n")
 
     return {
+        "package_database": "/var/lib/rpm/rpmdb.sqlite",
         "os": {"type": "linux", "distribution": "rhel", "name": "Red Hat Enterprise Linux",
                "pretty_name": "Red Hat Enterprise Linux 9.3 (Plow)", "version": "9.3", "version_major": 9,
                "version_minor": 3, "codename": None, "id_like": ["fedora"], "family": "rhel",
@@ -933,6 +935,7 @@ def make_centos7_tree(root: str | os.PathLike[str], **options: Any) -> dict[str,
     _write(root, "/usr/bin/yum", b"#!/usr/bin/python\n", 0o755)
     truth["packages"] = _replace_rpm_database(root, CENTOS7_PACKAGES,
                                               lambda blobs: write_bdb(root / "var/lib/rpm/Packages", blobs))
+    truth["package_database"] = "/var/lib/rpm/Packages"
     truth["os"] = {**truth["os"], "distribution": "centos", "name": "CentOS Linux",
                    "pretty_name": "CentOS Linux 7 (Core)", "version": "7.9.2009", "version_major": 7,
                    "version_minor": 9, "id_like": ["rhel", "fedora"], "package_manager": "yum"}
@@ -960,6 +963,7 @@ def make_sles15_tree(root: str | os.PathLike[str], **options: Any) -> dict[str, 
                                               lambda blobs: write_ndb(database / "Packages.db", blobs))
     shutil.rmtree(root / "var/lib/rpm")
     _link(root, "/var/lib/rpm", "../../usr/lib/sysimage/rpm")
+    truth["package_database"] = "/var/lib/rpm/Packages.db"  # the first path searched, through the link
     truth["os"] = {**truth["os"], "distribution": "sles", "name": "SLES",
                    "pretty_name": "SUSE Linux Enterprise Server 15 SP5", "version": "15.5", "version_major": 15,
                    "version_minor": 5, "id_like": ["suse"], "family": "suse", "package_manager": "zypper"}
