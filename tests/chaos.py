@@ -105,6 +105,18 @@ class Broker:
 
     def close(self) -> None: ...
 
+    def messages_naming(self, job_id: str) -> list[str]:
+        """Where the broker still holds a message naming ``job_id`` (queued or unacknowledged)."""
+        needle = job_id.encode()
+        found = []
+        for path in sorted((self.workspace / "broker").rglob("*")):
+            try:
+                if path.is_file() and needle in path.read_bytes():
+                    found.append(str(path.relative_to(self.workspace / "broker")))
+            except OSError:
+                continue
+        return found
+
 
 class PrivateRedis(Broker):
     """A redis-server of our own with an append-only file, so a restart loses no message (the way a
@@ -143,6 +155,26 @@ class PrivateRedis(Broker):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+    def messages_naming(self, job_id: str) -> list[str]:
+        import redis
+
+        client = redis.Redis(port=self.port, socket_timeout=5)
+        found = []
+        try:
+            for key in client.scan_iter(count=1000):
+                kind = client.type(key).decode()
+                values = (client.lrange(key, 0, -1) if kind == "list" else
+                          list(client.hgetall(key).values()) if kind == "hash" else
+                          [m for m, _ in client.zrange(key, 0, -1, withscores=True)] if kind == "zset" else [])
+                hits = sum(job_id.encode() in value for value in values)
+                if hits:
+                    found.append(f"{key.decode(errors='replace')} ({kind}): {hits}")
+        except redis.RedisError as exc:
+            found.append(f"(redis not readable: {exc})")
+        finally:
+            client.close()
+        return found
 
 
 class PrivateRabbit(Broker):
@@ -630,6 +662,44 @@ class Chaos:
         self.watch_once()
         return time.monotonic() - started
 
+    def sabotage(self) -> None:
+        """Break invariant I2 on purpose: remove the result file of one job that completed."""
+        store = self.store()
+        victim = next(j for j in sorted(self.jobs) if (s := store.get(j)) is not None and s.state.value == "completed"
+                      and (self.results_dir / f"{j}-result.json").exists())
+        (self.results_dir / f"{victim}-result.json").unlink()
+        log(f"sabotage: removed the result file of {victim}")
+
+    # --- what a job that broke an invariant left behind ---------------------------------------
+    def dossier(self, job_id: str) -> dict[str, Any]:
+        """Everything that says where a job got to: how it was submitted, its store record and history,
+        its last progress, its result file, its dropped file (and the bridge's claim of it, its reason
+        file) and the broker messages still naming it."""
+        job = self.jobs.get(job_id)
+        store = self.store()
+        status = store.get(job_id)
+        found: dict[str, Any] = {
+            "submitted": None if job is None else {"kind": job.kind, "via": job.via, "submitted": job.submitted,
+                                                   "cancel": job.cancel, "first_terminal": job.first_terminal},
+            "state": None if status is None else status.state.value,
+            "history": [] if status is None else [
+                f"{h.at.isoformat()} {h.state.value} attempt {h.attempt} {h.worker_id or ''} {h.reason or ''}".strip()
+                for h in status.history],
+            "progress": store.progress(job_id)[-3:],
+            "cancel_requested": store.cancel_requested(job_id),
+            "result_file": (self.results_dir / f"{job_id}-result.json").exists(),
+            "broker_messages": self.broker.messages_naming(job_id),
+        }
+        name = f"{job_id}.json"
+        found["dropped_file"] = {folder or "jobs": sorted(e.name for e in os.scandir(self.jobs_dir / folder)
+                                                          if e.name.endswith(name))
+                                 for folder in ("", ".processing", "done", "failed")
+                                 if (self.jobs_dir / folder).is_dir()}
+        reason = self.jobs_dir / "failed" / f"{name}.reason.txt"
+        if reason.exists():
+            found["reason"] = reason.read_text(errors="replace")
+        return found
+
     # --- invariants ---------------------------------------------------------------------------
     def check(self, elapsed: float) -> dict[str, Any]:
         store = self.store()
@@ -740,8 +810,15 @@ class Chaos:
             "events": self.events,
             "invariants": {name: {"ok": not problems, "violations": len(problems), "examples": problems[:5]}
                            for name, problems in v.items()},
+            "dossiers": self._dossiers(v),
             "ok": not any(v.values()),
         }
+
+    def _dossiers(self, violations: dict[str, list[str]]) -> dict[str, Any]:
+        """The dossier of (at most ten of) the jobs named by a violation."""
+        named = {job_id for problems in violations.values() for problem in problems
+                 for job_id in self.jobs if job_id in problem}
+        return {job_id: self.dossier(job_id) for job_id in sorted(named)[:10]}
 
     # --- teardown -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -784,6 +861,12 @@ def print_report(report: dict[str, Any]) -> None:
         print("chaos events (for the violations above):")
         for line in report["events"]:
             print(f"  {line}")
+        print("what the jobs named above left behind:")
+        for job_id, dossier in report["dossiers"].items():
+            print(f"  {job_id}:")
+            for key, value in dossier.items():
+                for number, line in enumerate(value if isinstance(value, list) and value else [value]):
+                    print(f"    {key if number == 0 else '':>18}  {line}")
     print(f"RESULT: {'ALL INVARIANTS HOLD' if report['ok'] else 'INVARIANTS VIOLATED'}")
 
 
@@ -809,6 +892,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     parser.add_argument("--keep", action="store_true", help="keep the workspace (logs, store, results)")
+    parser.add_argument("--sabotage", action="store_true",
+                        help="remove one completed job's result file before checking (shows the dossiers work)")
     args = parser.parse_args(argv)
     if args.quick:
         args.jobs = min(args.jobs, 100) if args.jobs != 1000 else 100
@@ -830,6 +915,8 @@ def main(argv: list[str] | None = None) -> int:
         chaos.setup()
         log(f"broker {chaos.broker.url.split('@')[-1]}, {args.workers} workers and a bridge are up; submitting")
         elapsed = chaos.run()
+        if args.sabotage:
+            chaos.sabotage()
         report = chaos.check(elapsed)
         report["seed"] = args.seed
     finally:

@@ -42,13 +42,33 @@ def test_chaos_quick(broker: str, tmp_path: Path) -> None:
     assert report_path.exists(), f"no report:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     report = json.loads(report_path.read_text())
     failed = {name: v["examples"] for name, v in report["invariants"].items() if not v["ok"]}
-    assert not failed, failed
+    assert not failed, {"violations": failed, "what those jobs left": report["dossiers"]}
     assert done.returncode == 0
     assert report["jobs"] == 100
     assert sum(report["final_states"].values()) == 100
     assert sum(report["kills"].values()) >= 2, report["kills"]
     assert report["bridge_restarts"] == 1
     assert report["submitted"].get("dropped", 0) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_a_broken_invariant_comes_with_what_the_job_left(tmp_path: Path) -> None:
+    """The diagnostics a real violation needs: a job whose result file is removed on purpose is
+    reported with its store history, progress, result file, dropped file and broker messages."""
+    report_path = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUESTKIT_", "CELERY_"))}
+    done = subprocess.run([sys.executable, "-m", "tests.chaos", "--broker", "embedded", "--quick", "--sabotage",
+                           "--duration-limit", "300", "--stall-seconds", "60", "--json", str(report_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 1, done.stdout[-3000:]
+    report = json.loads(report_path.read_text())
+    (example,) = report["invariants"]["I2 nothing lost"]["examples"]
+    (job_id, dossier), = report["dossiers"].items()
+    assert job_id in example and "no result file" in example
+    assert dossier["state"] == "completed" and dossier["result_file"] is False
+    assert any("completed" in line for line in dossier["history"]) and dossier["broker_messages"] == []
+    assert "what the jobs named above left behind" in done.stdout
 
 
 # --- deterministic versions of what chaos can hit by chance ------------------------------------

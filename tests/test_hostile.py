@@ -173,7 +173,8 @@ def test_fuzz_bridge_every_file_is_accounted_for(tmp_path_factory: pytest.TempPa
     deadline = time.monotonic() + 20
     while any((jobs / n).exists() for n in names) or bridge.waiting:
         bridge.tick()
-        assert time.monotonic() < deadline, "the bridge did not take every file"
+        assert time.monotonic() < deadline, ("the bridge did not take every file",
+                                             [_whereabouts(jobs, bridge, n) for n in names if (jobs / n).exists()])
     for name in names:
         failed = jobs / "failed" / name
         if failed.exists():
@@ -182,7 +183,25 @@ def test_fuzz_bridge_every_file_is_accounted_for(tmp_path_factory: pytest.TempPa
             listed = [line.strip() for line in reason.splitlines()[2:] if line.startswith("  ")]
             assert all(PROBLEM.match(QUOTED_KEY.sub("key", p)) for p in listed), reason
         else:  # accepted: its job was queued (in a pool nobody serves)
-            assert name in {c.name.rsplit("@", 1)[-1] for c in (jobs / ".processing").iterdir()}, name
+            claimed = {c.name.rsplit("@", 1)[-1] for c in (jobs / ".processing").iterdir()}
+            assert name in claimed, _whereabouts(jobs, bridge, name)
+
+
+def _whereabouts(jobs: Path, bridge: Any, name: str) -> dict[str, Any]:  # noqa: ANN401 - a Bridge
+    """Where a dropped file is, and what the bridge holds of it: for a file not accounted for."""
+    claims = [c for c in [*bridge.waiting.values(), *bridge.inflight] if c.name == name]
+    found: dict[str, Any] = {
+        "file": name,
+        "folders": {folder or "jobs": sorted(e.name for e in os.scandir(jobs / folder) if e.name.endswith(name))
+                    for folder in ("", ".processing", "done", "failed")},
+        "bridge": [{"token": c.token, "waiting": c.token in bridge.waiting, "job_id": c.job_id,
+                    "unpublished": c.unpublished, "recovered": c.recovered} for c in claims],
+    }
+    job_ids = [c.job_id for c in claims if c.job_id]
+    if job_ids:
+        status = bridge.store.get(job_ids[0])
+        found["store"] = None if status is None else [f"{h.state.value} {h.reason or ''}" for h in status.history]
+    return found
 
 
 # --- path traversal ---------------------------------------------------------------------------
