@@ -689,6 +689,8 @@ class Chaos:
             "cancel_requested": store.cancel_requested(job_id),
             "result_file": (self.results_dir / f"{job_id}-result.json").exists(),
             "broker_messages": self.broker.messages_naming(job_id),
+            "run_lease": self._lease_holder(store, job_id),
+            "worker_processes": self._worker_processes(),
         }
         name = f"{job_id}.json"
         found["dropped_file"] = {folder or "jobs": sorted(e.name for e in os.scandir(self.jobs_dir / folder)
@@ -698,6 +700,27 @@ class Chaos:
         reason = self.jobs_dir / "failed" / f"{name}.reason.txt"
         if reason.exists():
             found["reason"] = reason.read_text(errors="replace")
+        return found
+
+    @staticmethod
+    def _lease_holder(store: Any, job_id: str) -> str:  # noqa: ANN401
+        """Whether a live process still holds the job's run lease (taken and given back at once if not)."""
+        probe = f"chaos-dossier/{os.getpid()}"
+        if store.acquire_run(job_id, probe, ttl=5):
+            store.release_run(job_id, probe)
+            return "free"
+        return "held by a live process"
+
+    def _worker_processes(self) -> list[str]:
+        """This run's celery processes still alive (an orphaned pool child has ppid 1 or a dead parent)."""
+        import psutil
+
+        found = []
+        for process in psutil.process_iter(["pid", "ppid", "cmdline", "status"]):
+            cmdline = process.info["cmdline"] or []
+            if any(self.tag in part for part in cmdline):
+                found.append(f"pid {process.info['pid']} ppid {process.info['ppid']} {process.info['status']}: "
+                             f"{' '.join(cmdline)[-80:]}")
         return found
 
     # --- invariants ---------------------------------------------------------------------------

@@ -68,6 +68,7 @@ def test_a_broken_invariant_comes_with_what_the_job_left(tmp_path: Path) -> None
     assert job_id in example and "no result file" in example
     assert dossier["state"] == "completed" and dossier["result_file"] is False
     assert any("completed" in line for line in dossier["history"]) and dossier["broker_messages"] == []
+    assert dossier["run_lease"] == "free" and dossier["worker_processes"]  # checked while the workers run
     assert "what the jobs named above left behind" in done.stdout
 
 
@@ -96,6 +97,32 @@ def test_duplicate_delivery_of_a_running_job_does_not_run_it_twice(start_worker,
     executions = runs.read_text().split("\n")
     assert result["status"] == "completed"
     assert len([line for line in executions if line]) == 1, executions
+
+
+@pytest.mark.broker
+@pytest.mark.timeout(120)
+def test_a_running_job_whose_run_died_and_whose_message_is_gone_is_run_again(start_worker, pool_name: str,
+                                                                             tmp_path: Path) -> None:
+    """What chaos found (issue 27): a job left running by a pool child killed as it started, whose
+    message the prefork pool then kept reserved and never ran nor acknowledged. Nothing would ever
+    move it on: the requeue duty now publishes it again once no live process holds its run lease."""
+    from app.intake.api import JobHandle
+    from app.protocol.states import JobState, JobStatus
+    from app.protocol.validation import validate
+    from app.store.factory import open_store
+    from tests.conftest import make_job, routed
+
+    job = validate(routed(make_job("system.echo", {"message": "again"}, max_attempts=2), pool_name))
+    gone = "gone-worker@host"
+    status = (JobStatus(job_id=job.job_id, operation=job.operation, max_attempts=2)
+              .advance(JobState.QUEUED).advance(JobState.ASSIGNED, worker_id=gone)
+              .advance(JobState.RUNNING, worker_id=gone))
+    assert open_store(os.environ["GUESTKIT_STORE_URL"]).create(status, job.to_dict())  # and no message anywhere
+    start_worker(concurrency=1, env={"GUESTKIT_POOLS": pool_name})
+    result = JobHandle(job.job_id).result(timeout=60)
+    assert result["status"] == "completed", result
+    history = [(h.state.value, h.reason or "") for h in JobHandle(job.job_id).status().history]
+    assert any("worker lost" in reason for _, reason in history), history
 
 
 DIE_BEFORE_PUBLISH = """

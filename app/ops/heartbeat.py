@@ -6,8 +6,11 @@
   submitted and that still find none after ``guestkit_capability_wait`` seconds;
 - on one worker at a time, publishes again the jobs that have been queued for longer than
   ``guestkit_requeue_after`` seconds: a broker can lose a message (kombu's Redis transport, when
-  a worker dies between taking a message and recording it as unacknowledged). A duplicate never
-  runs a job twice (the run lease), so this errs on the side of sending.
+  a worker dies between taking a message and recording it as unacknowledged); and the jobs left
+  assigned or running that long while no live process holds their run lease: their run died and
+  its message is not coming back (Celery's prefork pool can keep a message reserved, neither run
+  nor acknowledged, when the pool child it was given to is killed before it starts it). A
+  duplicate never runs a job twice (the run lease), so this errs on the side of sending.
 """
 
 from __future__ import annotations
@@ -104,18 +107,30 @@ class Heartbeat(bootsteps.StartStopStep):
             return  # another worker does it
         store.refresh_run(REQUEUE_LEASE, owner, ttl)
         now, clock = utc_now(), monotonic()
-        for status in store.list(JobState.QUEUED):
+        stuck = [*store.list(JobState.QUEUED), *store.list(JobState.ASSIGNED), *store.list(JobState.RUNNING)]
+        for status in stuck:
             queued_at = status.history[-1].at if status.history else status.created_at
             if (now - queued_at).total_seconds() < ttl or clock - self.requeued_at.get(status.job_id, -ttl) < ttl:
                 continue
+            if status.state is not JobState.QUEUED and not self._run_abandoned(store, status.job_id, owner):
+                continue  # a live process runs it
             document = store.document(status.job_id)
             if document is None:
                 continue
             job = JobDocument.from_json_object(document, timeout_ceiling=self.settings.timeout_ceiling)
             publish(self.consumer.app, job)
             self.requeued_at[status.job_id] = clock
-            logger.warning("[%s] queued for %.0f s: published again in case the broker lost its message",
-                           status.job_id, (now - queued_at).total_seconds())
+            logger.warning("[%s] %s for %.0f s%s: published again in case its message was lost", status.job_id,
+                           status.state.value, (now - queued_at).total_seconds(),
+                           "" if status.state is JobState.QUEUED else " and nobody runs it")
+
+    @staticmethod
+    def _run_abandoned(store: Any, job_id: str, owner: str) -> bool:  # noqa: ANN401
+        """True when no live process holds the job's run lease (taken for a moment to know)."""
+        if not store.acquire_run(job_id, owner, ttl=5):
+            return False
+        store.release_run(job_id, owner)
+        return True
 
     def _fail_unmatched(self, job: JobDocument, reasons: dict[str, list[str]]) -> None:
         store = self.backend.store
