@@ -612,11 +612,24 @@ class Chaos:
         if self.bridge is not None and not self.bridge.alive:
             self.bridge.start()
 
+    def _reporting_death(self, target: Any) -> Any:  # noqa: ANN401
+        """``target`` for a driver thread, whose death (a run of 0 jobs) becomes a violation with its
+        traceback instead of a line on stderr."""
+        def run() -> None:
+            try:
+                target()
+            except BaseException:  # noqa: BLE001 - reported, not swallowed
+                import traceback
+
+                self.violations.append(f"the chaos driver's {target.__name__} thread died: {traceback.format_exc()}")
+                log(f"{target.__name__} thread died:\n{traceback.format_exc()}")
+        return run
+
     def run(self) -> float:
         started = time.monotonic()
         limit = started + self.args.duration_limit
-        submitter = threading.Thread(target=self.submit_all, daemon=True)
-        watcher = threading.Thread(target=self.watch, daemon=True)
+        submitter = threading.Thread(target=self._reporting_death(self.submit_all), daemon=True)
+        watcher = threading.Thread(target=self._reporting_death(self.watch), daemon=True)
         submitter.start()
         watcher.start()
         broker_at = started + self.args.submit_seconds * 0.4

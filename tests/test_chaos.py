@@ -39,6 +39,7 @@ def test_chaos_quick(broker: str, tmp_path: Path) -> None:
                            "--duration-limit", "300", "--stall-seconds", "60", "--json", str(report_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     print(done.stdout[-6000:])
+    print(done.stderr[-6000:])  # a driver thread that died (a report of 0 jobs) says why here
     assert report_path.exists(), f"no report:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     report = json.loads(report_path.read_text())
     failed = {name: v["examples"] for name, v in report["invariants"].items() if not v["ok"]}
