@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -853,7 +854,7 @@ class Chaos:
     def _dossiers(self, violations: dict[str, list[str]]) -> dict[str, Any]:
         """The dossier of (at most ten of) the jobs named by a violation."""
         named = {job_id for problems in violations.values() for problem in problems
-                 for job_id in self.jobs if job_id in problem}
+                 for job_id in self.jobs if re.search(rf"{re.escape(job_id)}\b", problem)}
         return {job_id: self.dossier(job_id) for job_id in sorted(named)[:10]}
 
     # --- teardown -----------------------------------------------------------------------------
