@@ -289,7 +289,7 @@ class Bridge:
             fd = os.open(claim.entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                          dir_fd=self.folders[CLAIMS])
         except FileNotFoundError:
-            raise
+            raise  # removed from under us: _process forgets the claim
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise ValidationFailed([f"{where} is a symbolic link; job files must be regular files"]) from None
@@ -299,7 +299,7 @@ class Bridge:
             if not stat.S_ISREG(mode):
                 what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
                 raise ValidationFailed([f"{where} is {what}"])
-            raw = os.read(fd, MAX_DOCUMENT_BYTES + 1)
+            raw = b""
             while len(raw) <= MAX_DOCUMENT_BYTES and (more := os.read(fd, MAX_DOCUMENT_BYTES + 1 - len(raw))):
                 raw += more
         except OSError as exc:

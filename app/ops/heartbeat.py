@@ -33,6 +33,8 @@ from app.run.workers import build_advert, unmet_constraints
 
 logger = logging.getLogger(__name__)
 REQUEUE_LEASE = "__requeue__"
+#: states a job can be left in with its message lost
+_MAY_BE_STUCK = frozenset({JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING})
 
 
 class Heartbeat(bootsteps.StartStopStep):
@@ -107,8 +109,9 @@ class Heartbeat(bootsteps.StartStopStep):
             return  # another worker does it
         store.refresh_run(REQUEUE_LEASE, owner, ttl)
         now, clock = utc_now(), monotonic()
-        stuck = [*store.list(JobState.QUEUED), *store.list(JobState.ASSIGNED), *store.list(JobState.RUNNING)]
-        for status in stuck:
+        for status in store.list():  # one pass over the store: the three states below are read together
+            if status.state not in _MAY_BE_STUCK:
+                continue
             queued_at = status.history[-1].at if status.history else status.created_at
             if (now - queued_at).total_seconds() < ttl or clock - self.requeued_at.get(status.job_id, -ttl) < ttl:
                 continue
