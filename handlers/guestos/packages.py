@@ -52,7 +52,7 @@ def read_packages(tree: GuestTree) -> dict[str, Any]:
         return {"format": "deb", "source": DPKG_STATUS, "packages": parse_dpkg_status(status), "warning": None}
     rpmdb = read_rpm_packages(tree)
     if rpmdb is not None:
-        path, _database, rpms, warning = rpmdb
+        path, rpms, warning = rpmdb
         return {"format": "rpm", "source": path, "packages": sort_packages(rpms), "warning": warning}
     return {"format": None, "source": None, "packages": [], "warning": None}
 

@@ -91,23 +91,23 @@ _READERS: dict[str, Callable[[GuestTree, str, bytes], tuple[list[bytes], list[st
 }
 
 
-def read_rpm_packages(tree: GuestTree) -> tuple[str, str, list[dict[str, Any]], str | None] | None:
-    """(database path, format, installed packages, warning), or None when the guest has no rpm
+def read_rpm_packages(tree: GuestTree) -> tuple[str, list[dict[str, Any]], str | None] | None:
+    """(database path, installed packages, warning), or None when the guest has no rpm
     database; the first database found is read (the newest format first)."""
     for path, kind in RPMDB_FILES:
         info = tree.stat(path)
         if info is None or info.type != "file":
             continue
         if info.size > MAX_RPMDB_BYTES:
-            return path, kind, [], f"{path} is {info.size} bytes, over the {MAX_RPMDB_BYTES} byte limit"
+            return path, [], f"{path} is {info.size} bytes, over the {MAX_RPMDB_BYTES} byte limit"
         data = tree.read_bytes(path, limit=MAX_RPMDB_BYTES + 1) or b""
         try:
             blobs, problems = _READERS[kind](tree, path, data)
             packages = packages_from_headers(blobs)
         except PartialRead as partial:
-            return path, kind, partial.packages, f"{path}: {partial}"
+            return path, partial.packages, f"{path}: {partial}"
         except RpmError as exc:
-            return path, kind, [], f"{path} ({kind}) could not be read: {exc}"
+            return path, [], f"{path} ({kind}) could not be read: {exc}"
         warning = f"{path}: {len(problems)} package(s) left out: {'; '.join(problems[:5])}" if problems else None
-        return path, kind, packages, warning
+        return path, packages, warning
     return None
