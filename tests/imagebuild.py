@@ -338,6 +338,15 @@ def _plain(tree: Path, raw: Path, seed: str, work: Path, owners: dict[str, tuple
     return truth
 
 
+def _gpt_table(raw: Path, seed: str, rows: list[tuple[int, int, str, str]]) -> list[str]:
+    """A GPT of (start, size, type, name) partitions; returns their (seeded) partition UUIDs."""
+    part_uuids = [_uuid(seed + f"/part{n}") for n in range(1, len(rows) + 1)]
+    _sfdisk(raw, f"label: gpt\nlabel-id: {_uuid(seed + '/disk')}\n" + "".join(
+        f"start={at // SECTOR}, size={size // SECTOR}, type={kind}, uuid={part_uuid}, name=\"{name}\"\n"
+        for (at, size, kind, name), part_uuid in zip(rows, part_uuids, strict=True)))
+    return part_uuids
+
+
 def _gpt(tree: Path, raw: Path, seed: str, work: Path, owners: dict[str, tuple[int, int]]) -> dict[str, Any]:
     efi_tree = _carve(tree, "/boot/efi", work / "efi")
     boot_tree = _carve(tree, "/boot", work / "boot")
@@ -356,12 +365,8 @@ def _gpt(tree: Path, raw: Path, seed: str, work: Path, owners: dict[str, tuple[i
     root_at = boot_at + boot_size
     with open(raw, "wb") as handle:
         handle.truncate(root_at + root_size + MiB)
-    part_uuids = [_uuid(seed + f"/part{n}") for n in (1, 2, 3)]
-    rows = [(efi_at, efi_size, GPT_EFI, "EFI"), (boot_at, boot_size, GPT_LINUX, "boot"),
-            (root_at, root_size, GPT_LINUX, "root")]
-    _sfdisk(raw, f"label: gpt\nlabel-id: {_uuid(seed + '/disk')}\n" + "".join(
-        f"start={at // SECTOR}, size={size // SECTOR}, type={kind}, uuid={part_uuid}, name=\"{name}\"\n"
-        for (at, size, kind, name), part_uuid in zip(rows, part_uuids, strict=True)))
+    part_uuids = _gpt_table(raw, seed, [(efi_at, efi_size, GPT_EFI, "EFI"), (boot_at, boot_size, GPT_LINUX, "boot"),
+                                        (root_at, root_size, GPT_LINUX, "root")])
     _mkvfat(raw, efi_at, efi_size, efi_tree, efi_id, "EFI")
     _mkext4(raw, boot_at, boot_size, boot_tree, boot_uuid, "boot")
     _mkext4(raw, root_at, root_size, tree, root_uuid, "root")
@@ -476,12 +481,8 @@ def _rhel_lvm_xfs(tree: Path, raw: Path, seed: str, work: Path, owners: dict[str
     ])
     with open(raw, "wb") as handle:
         handle.truncate(pv_at + pv_size + MiB)
-    part_uuids = [_uuid(seed + f"/part{n}") for n in (1, 2, 3)]
-    rows = [(efi_at, efi_size, GPT_EFI, "EFI"), (boot_at, boot_size, GPT_LINUX, "boot"),
-            (pv_at, pv_size, GPT_LVM, "lvm")]
-    _sfdisk(raw, f"label: gpt\nlabel-id: {_uuid(seed + '/disk')}\n" + "".join(
-        f"start={at // SECTOR}, size={size // SECTOR}, type={kind}, uuid={part_uuid}, name=\"{name}\"\n"
-        for (at, size, kind, name), part_uuid in zip(rows, part_uuids, strict=True)))
+    part_uuids = _gpt_table(raw, seed, [(efi_at, efi_size, GPT_EFI, "EFI"), (boot_at, boot_size, GPT_LINUX, "boot"),
+                                        (pv_at, pv_size, GPT_LVM, "lvm")])
     _mkvfat(raw, efi_at, efi_size, efi_tree, efi_id, "EFI")
     _mkxfs(raw, boot_at, boot_size, boot_tree, boot_uuid, "boot", _split_owners(owners, "/boot"))
     root_at, root_size = pv_at + MiB, root_extents * EXTENT
