@@ -627,6 +627,10 @@ class Chaos:
         return run
 
     def run(self) -> float:
+        # the app is imported here, before the driver's threads start: celery's package is not safe to
+        # import from two threads at once (one can be handed a half-initialised module and die)
+        from app.intake import api  # noqa: F401 - the submitter's
+        self.store()  # the watcher's
         started = time.monotonic()
         limit = started + self.args.duration_limit
         submitter = threading.Thread(target=self._reporting_death(self.submit_all), daemon=True)
