@@ -155,36 +155,36 @@ def test_fuzz_bridge_every_file_is_accounted_for(tmp_path_factory: pytest.TempPa
     """Batches of fuzzed files (1,200 in all): every file leaves the drop directory, a rejected one
     lands in failed/ with a reason naming its fields; nothing crashes the bridge."""
     jobs = tmp_path_factory.mktemp("fuzzdrop")
-    bridge = _bridge(jobs)
-    names = []
-    for i, (kind, item) in enumerate(batch):
-        if kind == "doc":
-            item = dict(item, job_id=new_job_id("fuzz"), routing={"worker_pool": BRIDGE_POOL})
-            try:
-                raw = json.dumps(item, allow_nan=True).encode("utf-8", errors="surrogatepass")
-            except (ValueError, UnicodeEncodeError):
-                continue
-        else:
-            raw = item
-        name = f"f{i}-{uuid.uuid4().hex[:6]}.json"
-        (jobs / f".{name}").write_bytes(raw)
-        os.rename(jobs / f".{name}", jobs / name)
-        names.append(name)
-    deadline = time.monotonic() + 20
-    while any((jobs / n).exists() for n in names) or bridge.waiting:
-        bridge.tick()
-        assert time.monotonic() < deadline, ("the bridge did not take every file",
-                                             [_whereabouts(jobs, bridge, n) for n in names if (jobs / n).exists()])
-    for name in names:
-        failed = jobs / "failed" / name
-        if failed.exists():
-            reason = (jobs / "failed" / f"{name}.reason.txt").read_text()
-            assert reason.startswith(f"file: {name}\nerror: "), reason
-            listed = [line.strip() for line in reason.splitlines()[2:] if line.startswith("  ")]
-            assert all(PROBLEM.match(QUOTED_KEY.sub("key", p)) for p in listed), reason
-        else:  # accepted: its job was queued (in a pool nobody serves)
-            claimed = {c.name.rsplit("@", 1)[-1] for c in (jobs / ".processing").iterdir()}
-            assert name in claimed, _whereabouts(jobs, bridge, name)
+    with _bridge(jobs) as bridge:  # closes the folders it holds open
+        names = []
+        for i, (kind, item) in enumerate(batch):
+            if kind == "doc":
+                item = dict(item, job_id=new_job_id("fuzz"), routing={"worker_pool": BRIDGE_POOL})
+                try:
+                    raw = json.dumps(item, allow_nan=True).encode("utf-8", errors="surrogatepass")
+                except (ValueError, UnicodeEncodeError):
+                    continue
+            else:
+                raw = item
+            name = f"f{i}-{uuid.uuid4().hex[:6]}.json"
+            (jobs / f".{name}").write_bytes(raw)
+            os.rename(jobs / f".{name}", jobs / name)
+            names.append(name)
+        deadline = time.monotonic() + 20
+        while any((jobs / n).exists() for n in names) or bridge.waiting:
+            bridge.tick()
+            assert time.monotonic() < deadline, ("the bridge did not take every file",
+                                                 [_whereabouts(jobs, bridge, n) for n in names if (jobs / n).exists()])
+        for name in names:
+            failed = jobs / "failed" / name
+            if failed.exists():
+                reason = (jobs / "failed" / f"{name}.reason.txt").read_text()
+                assert reason.startswith(f"file: {name}\nerror: "), reason
+                listed = [line.strip() for line in reason.splitlines()[2:] if line.startswith("  ")]
+                assert all(PROBLEM.match(QUOTED_KEY.sub("key", p)) for p in listed), reason
+            else:  # accepted: its job was queued (in a pool nobody serves)
+                claimed = {c.name.rsplit("@", 1)[-1] for c in (jobs / ".processing").iterdir()}
+                assert name in claimed, _whereabouts(jobs, bridge, name)
 
 
 def _whereabouts(jobs: Path, bridge: Any, name: str) -> dict[str, Any]:  # noqa: ANN401 - a Bridge
@@ -297,20 +297,20 @@ def test_hostile_file_names_and_file_types_in_the_drop_directory(tmp_path: Path)
     (jobs / "..json").write_text("{}")  # starts with a dot: hidden, the writer's
     (jobs / "good.json").write_text(json.dumps(good))
     (jobs / ".hidden.json").write_text("{}")
-    bridge = _bridge(jobs)
-    started = time.monotonic()
-    visible = ["link.json", "fifo.json", "dir.json", "good.json", *odd_names]
-    while any(os.path.lexists(jobs / n) for n in visible) or bridge.waiting:
-        bridge.tick()
-        assert time.monotonic() - started < 20, sorted(os.listdir(jobs))
-    for name in ["link.json", "fifo.json", "dir.json", *odd_names]:
-        reason = (jobs / "failed" / f"{name}.reason.txt").read_text()
-        assert "error: VALIDATION_ERROR" in reason, (name, reason)
-    assert "symbolic link" in (jobs / "failed" / "link.json.reason.txt").read_text()
-    assert json.loads(secret.read_text())["job_id"]  # untouched, and its job never submitted:
-    assert api.status(json.loads(secret.read_text())["job_id"]) is None
-    assert api.status(good["job_id"]) is not None
-    assert (jobs / ".hidden.json").exists() and (jobs / "..json").exists()  # hidden names: left alone
+    with _bridge(jobs) as bridge:  # closes the folders it holds open
+        started = time.monotonic()
+        visible = ["link.json", "fifo.json", "dir.json", "good.json", *odd_names]
+        while any(os.path.lexists(jobs / n) for n in visible) or bridge.waiting:
+            bridge.tick()
+            assert time.monotonic() - started < 20, sorted(os.listdir(jobs))
+        for name in ["link.json", "fifo.json", "dir.json", *odd_names]:
+            reason = (jobs / "failed" / f"{name}.reason.txt").read_text()
+            assert "error: VALIDATION_ERROR" in reason, (name, reason)
+        assert "symbolic link" in (jobs / "failed" / "link.json.reason.txt").read_text()
+        assert json.loads(secret.read_text())["job_id"]  # untouched, and its job never submitted:
+        assert api.status(json.loads(secret.read_text())["job_id"]) is None
+        assert api.status(good["job_id"]) is not None
+        assert (jobs / ".hidden.json").exists() and (jobs / "..json").exists()  # hidden names: left alone
 
 
 @pytest.mark.timeout(60)
@@ -320,12 +320,12 @@ def test_file_name_that_is_not_utf8_goes_to_failed(tmp_path: Path) -> None:
     name = b"\xff\xfe-bytes.json"
     with open(os.path.join(os.fsencode(jobs), name), "w") as handle:
         handle.write("{not json")
-    bridge = _bridge(jobs)
-    started = time.monotonic()
-    while time.monotonic() - started < 5 and not os.listdir(os.fsencode(jobs / "failed")):
-        bridge.tick()
-    assert os.listdir(os.fsencode(jobs / "failed")), "the file never reached failed/"
-    assert not os.listdir(jobs / ".processing")
+    with _bridge(jobs) as bridge:  # closes the folders it holds open
+        started = time.monotonic()
+        while time.monotonic() - started < 5 and not os.listdir(os.fsencode(jobs / "failed")):
+            bridge.tick()
+        assert os.listdir(os.fsencode(jobs / "failed")), "the file never reached failed/"
+        assert not os.listdir(jobs / ".processing")
 
 
 # --- oversized, deep, huge ---------------------------------------------------------------------

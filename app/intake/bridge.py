@@ -164,6 +164,12 @@ class Bridge:
         for fd in folders.values():
             os.close(fd)
 
+    def __enter__(self) -> Bridge:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def recover(self) -> int:
         """Adopt claims whose bridge died (same host, process gone): left by a crash or a kill."""
         adopted = 0
