@@ -1,9 +1,11 @@
-"""Installed packages: dpkg status (deb) and the rpm sqlite database (rpm)."""
+"""Installed packages: dpkg status (deb), the rpm database (rpm), apk's (Alpine) and pacman's (Arch)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from handlers.guestos.apkdb import APK_INSTALLED, read_apk_packages
+from handlers.guestos.pacmandb import PACMAN_LOCAL, read_pacman_packages
 from handlers.guestos.rpmdb import read_rpm_packages
 from handlers.tree import GuestTree, read_text
 
@@ -54,6 +56,11 @@ def read_packages(tree: GuestTree) -> dict[str, Any]:
     if rpmdb is not None:
         path, rpms, warning = rpmdb
         return {"format": "rpm", "source": path, "packages": sort_packages(rpms), "warning": warning}
+    readers = (("apk", APK_INSTALLED, read_apk_packages), ("pacman", PACMAN_LOCAL, read_pacman_packages))
+    for fmt, source, read in readers:
+        found = read(tree)
+        if found is not None:
+            return {"format": fmt, "source": source, "packages": sort_packages(found[0]), "warning": found[1]}
     return {"format": None, "source": None, "packages": [], "warning": None}
 
 
