@@ -77,21 +77,30 @@ def compare_packages(before: list[dict[str, Any]], after: list[dict[str, Any]]) 
     return {"added": added, "removed": removed, "changed": changed}
 
 
+def _runlevel_changes(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, Any]:
+    """SysV or OpenRC services enabled, disabled, or moved to other runlevels."""
+    old = {s["name"]: s["runlevels"] for s in before}
+    new = {s["name"]: s["runlevels"] for s in after}
+    return {"enabled": sorted(new.keys() - old.keys()), "disabled": sorted(old.keys() - new.keys()),
+            "changed": [{"name": n, "from": old[n], "to": new[n]} for n in sorted(old.keys() & new.keys())
+                        if old[n] != new[n]]}
+
+
+def _change(before: Any, after: Any) -> dict[str, Any] | None:  # noqa: ANN401 - any JSON value
+    return None if before == after else {"from": before, "to": after}
+
+
 def compare_services(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     old = {u["name"] for u in before["enabled"]}
     new = {u["name"] for u in after["enabled"]}
-    old_sysv = {s["name"]: s["runlevels"] for s in before["sysv"]}
-    new_sysv = {s["name"]: s["runlevels"] for s in after["sysv"]}
     return {
+        "init": _change(before["init"]["name"], after["init"]["name"]),
         "enabled": sorted(new - old), "disabled": sorted(old - new),
         "masked": sorted(set(after["masked"]) - set(before["masked"])),
         "unmasked": sorted(set(before["masked"]) - set(after["masked"])),
-        "default_target": None if before["default_target"] == after["default_target"] else
-        {"from": before["default_target"], "to": after["default_target"]},
-        "sysv": {"enabled": sorted(new_sysv.keys() - old_sysv.keys()),
-                 "disabled": sorted(old_sysv.keys() - new_sysv.keys()),
-                 "changed": [{"name": n, "from": old_sysv[n], "to": new_sysv[n]}
-                             for n in sorted(old_sysv.keys() & new_sysv.keys()) if old_sysv[n] != new_sysv[n]]},
+        "default_target": _change(before["default_target"], after["default_target"]),
+        "sysv": _runlevel_changes(before["sysv"], after["sysv"]),
+        "openrc": _runlevel_changes(before["openrc"], after["openrc"]),
     }
 
 

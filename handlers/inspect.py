@@ -12,9 +12,10 @@ id_like, family, architecture, package_format, package_manager, hostname}, ``ker
 lvm, mountpoints, root_device, unplaced_mounts, fstab}, ``packages`` {format, source, count,
 installed [{name, epoch, version, release, arch; for rpm also source_rpm, install_time, size, license,
 vendor, summary; for apk and pacman origin, license, size, install_time (None for apk, which keeps
-none), build_time, summary, and maintainer (apk) or packager and explicit (pacman)}], warning}, ``databases``, ``services``
-{default_target, enabled, masked, sysv} and ``scheduled_tasks``, ``users`` and ``groups``,
-``network`` {interfaces, dns}, ``security`` {selinux, apparmor, ssh, firewall}, ``sysctl`` (deep_scan).
+none), build_time, summary, and maintainer (apk) or packager and explicit (pacman)}], warning},
+``databases``, ``services`` {init {name, evidence}, default_target, enabled, masked, sysv, openrc} and
+``scheduled_tasks``, ``users`` and ``groups``, ``network`` {interfaces, dns}, ``security`` {selinux,
+apparmor, ssh, firewall}, ``sysctl`` (deep_scan).
 """
 
 from __future__ import annotations

@@ -170,7 +170,12 @@ def _group_truth(groups: list[tuple]) -> list[dict]:
 
 
 def _systemd(root: Path, wants: dict[str, list[str]], unit_dir: str, default_target: str | None,
-             masked: list[str]) -> None:
+             masked: list[str], arch: str) -> dict[str, Any]:
+    """Enabled, masked and default units, and /sbin/init linked to systemd; returns the init's truth."""
+    binary = f"{unit_dir.rsplit('/', 1)[0]}/systemd"
+    _write(root, binary, elf_header(arch), 0o755)
+    sbin = "/usr/sbin" if (root / "sbin").is_symlink() else "/sbin"  # merged /usr: /sbin -> usr/sbin
+    _link(root, f"{sbin}/init", os.path.relpath(binary, sbin))
     for target, units in wants.items():
         for unit in units:
             _write(root, f"{unit_dir}/{unit}", f"[Unit]\nDescription={unit}\n")
@@ -180,16 +185,18 @@ def _systemd(root: Path, wants: dict[str, list[str]], unit_dir: str, default_tar
         _link(root, "/etc/systemd/system/default.target", f"{unit_dir}/{default_target}")
     for unit in masked:
         _link(root, f"/etc/systemd/system/{unit}", "/dev/null")
+    return {"name": "systemd", "evidence": f"/sbin/init -> {binary}"}
 
 
-def _services_truth(wants: dict[str, list[str]], default_target: str | None, masked: list[str],
-                    sysv: list[dict]) -> dict:
+def _services_truth(init: dict[str, Any], wants: dict[str, list[str]], default_target: str | None,
+                    masked: list[str], sysv: list[dict], openrc: list[dict] | None = None) -> dict:
     wanted: dict[str, list[str]] = {}
     for target, units in wants.items():
         for unit in units:
             wanted.setdefault(unit, []).append(target)
     enabled = [{"name": unit, "wanted_by": sorted(targets)} for unit, targets in sorted(wanted.items())]
-    return {"default_target": default_target, "enabled": enabled, "masked": sorted(masked), "sysv": sysv}
+    return {"init": init, "default_target": default_target, "enabled": enabled, "masked": sorted(masked),
+            "sysv": sysv, "openrc": openrc or []}
 
 
 def _kernels(root: Path, versions: list[str], initrd: str, with_modules: list[str]) -> list[dict]:
@@ -366,7 +373,7 @@ def make_debian_tree(
         "cloud-init.target": ["cloud-init.service", "cloud-final.service"],
         "network-online.target": ["systemd-networkd.service"],
     }
-    _systemd(root, wants, unit_dir, "multi-user.target", masked=[])
+    init = _systemd(root, wants, unit_dir, "multi-user.target", masked=[], arch=arch)
     _link(root, "/etc/systemd/system/sshd.service", f"{unit_dir}/ssh.service")  # alias, not a want
     sysv = {"cron": [2, 3, 4, 5], "rsyslog": [2, 3, 4, 5], "ssh": [2, 3, 4, 5]}
     for service, runlevels in sysv.items():
@@ -377,7 +384,7 @@ def make_debian_tree(
     _write(root, "/etc/init.d/hwclock.sh", "#!/bin/sh\n", 0o755)
     _link(root, "/etc/rc0.d/K01hwclock.sh", "../init.d/hwclock.sh")
     _write(root, "/etc/rc2.d/README", "runlevel 2\n")
-    services = _services_truth(wants, "multi-user.target", [], [
+    services = _services_truth(init, wants, "multi-user.target", [], [
         {"name": name, "runlevels": levels} for name, levels in sorted(sysv.items())])
 
     # network
@@ -685,7 +692,7 @@ def make_rhel_tree(
         "network-online.target": ["NetworkManager-wait-online.service"],
         "timers.target": ["dnf-makecache.timer"],
     }
-    _systemd(root, wants, unit_dir, "multi-user.target", masked=["ctrl-alt-del.target"])
+    init = _systemd(root, wants, unit_dir, "multi-user.target", masked=["ctrl-alt-del.target"], arch=arch)
     _write(root, "/etc/rc.d/init.d/legacy-agent", "#!/bin/sh\n", 0o755)
     for level in (3, 5):
         _link(root, f"/etc/rc.d/rc{level}.d/S50legacy-agent", "../init.d/legacy-agent")
@@ -693,7 +700,7 @@ def make_rhel_tree(
         _mkdir(root, f"/etc/rc.d/rc{level}.d")
         _link(root, f"/etc/rc{level}.d", f"rc.d/rc{level}.d")
     _link(root, "/etc/init.d", "rc.d/init.d")
-    services = _services_truth(wants, "multi-user.target", ["ctrl-alt-del.target"],
+    services = _services_truth(init, wants, "multi-user.target", ["ctrl-alt-del.target"],
                                [{"name": "legacy-agent", "runlevels": [3, 5]}])
 
     _write(root, "/etc/NetworkManager/system-connections/eth0.nmconnection", """\

@@ -1,4 +1,5 @@
-"""Enabled services: systemd ``*.wants``/``*.requires`` links, masked units, SysV rc links."""
+"""Enabled services: systemd ``*.wants``/``*.requires`` links, masked units, SysV rc links, OpenRC runlevels;
+and the init system that runs them."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import posixpath
 import re
 from typing import Any
 
+from handlers.guestos.initsystem import detect_init
 from handlers.tree import GuestTree
 
 SYSTEMD_CONFIG_DIR = "/etc/systemd/system"
+OPENRC_RUNLEVELS = "/etc/runlevels"
 _RC_LINK = re.compile(r"^([SK])(\d\d)(.+)$")
 
 
@@ -57,19 +60,30 @@ def sysv_enabled(tree: GuestTree) -> list[dict[str, Any]]:
     return [{"name": name, "runlevels": sorted(runlevels)} for name, runlevels in sorted(levels.items())]
 
 
+def openrc_enabled(tree: GuestTree) -> list[dict[str, Any]]:
+    """OpenRC services added to a runlevel (links in ``/etc/runlevels/<runlevel>/``), and those runlevels."""
+    levels: dict[str, set[str]] = {}
+    for level in tree.listdir(OPENRC_RUNLEVELS) or []:
+        for name in tree.listdir(posixpath.join(OPENRC_RUNLEVELS, level)) or []:
+            levels.setdefault(name, set()).add(level)
+    return [{"name": name, "runlevels": sorted(runlevels)} for name, runlevels in sorted(levels.items())]
+
+
 def read_services(tree: GuestTree) -> dict[str, Any]:
     return {
+        "init": detect_init(tree),
         "default_target": default_target(tree),
         "enabled": [{"name": unit, "wanted_by": owners} for unit, owners in systemd_enabled(tree).items()],
         "masked": systemd_masked(tree),
         "sysv": sysv_enabled(tree),
+        "openrc": openrc_enabled(tree),
     }
 
 
 def enabled_unit_names(services: dict[str, Any]) -> set[str]:
-    """Names of enabled units and SysV services (``ssh.service`` and ``ssh``) from ``read_services``."""
+    """Names of enabled units, SysV and OpenRC services (``ssh.service`` and ``ssh``) from ``read_services``."""
     names = {unit["name"] for unit in services["enabled"]}
-    names |= {service["name"] for service in services["sysv"]}
+    names |= {service["name"] for service in services["sysv"] + services["openrc"]}
     return names
 
 
