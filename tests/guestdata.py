@@ -208,7 +208,7 @@ def _kernels(root: Path, versions: list[str], initrd: str, with_modules: list[st
         if version in with_modules:
             _write(root, f"/usr/lib/modules/{version}/modules.dep", "")
         truth.append({"version": version, "kernel": f"/boot/vmlinuz-{version}", "initramfs": initrd_path,
-                      "modules": version in with_modules, "boot_entry": None, "default": False})
+                      "modules": version in with_modules, "config": None, "boot_entry": None, "default": False})
     return truth
 
 
@@ -471,6 +471,7 @@ network:
     kernels = _kernels(root, ["6.1.0-17-amd64", "6.1.0-18-amd64"], "/boot/initrd.img-{version}",
                        with_modules=["6.1.0-18-amd64"])
     _write(root, "/boot/config-6.1.0-18-amd64", "CONFIG_X86_64=y\n")
+    kernels[1]["config"] = "/boot/config-6.1.0-18-amd64"
     _write(root, "/boot/System.map-6.1.0-18-amd64", "ffffffff81000000 T _text\n")
     _link(root, "/vmlinuz", "boot/vmlinuz-6.1.0-18-amd64")
     fstab_rows = [
@@ -792,8 +793,8 @@ DNS2="172.16.0.54"
     _write(root, "/boot/initramfs-5.14.0-362.8.1.el9_3.x86_64kdump.img", b"kdump")
     rescue = f"0-rescue-{machine_id}"
     kernels.insert(0, {"version": rescue, "kernel": f"/boot/vmlinuz-{rescue}",
-                       "initramfs": f"/boot/initramfs-{rescue}.img", "modules": False, "boot_entry": None,
-                       "default": False})
+                       "initramfs": f"/boot/initramfs-{rescue}.img", "modules": False, "config": None,
+                       "boot_entry": None, "default": False})
     # grub2 BLS entries, one per kernel, as kernel-install writes them; grubenv boots the newest
     options = "root=/dev/mapper/rhel-root ro crashkernel=1G-4G:192M resume=/dev/mapper/rhel-swap rd.lvm.lv=rhel/root"
     for kernel in kernels:

@@ -166,3 +166,23 @@ def test_read_packages_finds_each_database(tmp_path: Path) -> None:
         "pacman", "/var/lib/pacman/local", ["bash"])
     assert found["warning"] == ("/var/lib/pacman/local: 1 package folders without a readable desc file "
                                 "(first: 'broken-1-1')")
+
+
+def test_os_of_guests_without_os_release(tmp_path: Path) -> None:
+    from handlers.guestos.osrelease import detect_os
+
+    alpine = tmp_path / "alpine"
+    (alpine / "etc").mkdir(parents=True)
+    (alpine / "etc/alpine-release").write_text("3.19.1\n")
+    (alpine / "sbin").mkdir()
+    (alpine / "sbin/apk").write_bytes(b"\x7fELF")
+    found = detect_os(DirectoryTree(alpine))
+    assert (found["distribution"], found["version"], found["version_major"], found["version_minor"], found["family"],
+            found["package_format"], found["package_manager"]) == ("alpine", "3.19.1", 3, 19, "alpine", "apk", "apk")
+
+    arch = tmp_path / "arch"
+    (arch / "etc").mkdir(parents=True)
+    (arch / "etc/arch-release").write_text("")
+    found = detect_os(DirectoryTree(arch))
+    assert (found["distribution"], found["version"], found["family"], found["package_format"]) == (
+        "arch", None, "arch", "pacman")

@@ -98,3 +98,23 @@ def test_openrc_services_per_runlevel(tmp_path: Path) -> None:
         {"name": "hostname", "runlevels": ["boot"]}, {"name": "networking", "runlevels": ["boot", "default"]},
         {"name": "sshd", "runlevels": ["default"]}]
     assert is_enabled(services, "sshd") and not is_enabled(services, "auditd")
+
+
+def test_kernels_named_after_their_package_get_their_version(tmp_path: Path) -> None:
+    from handlers.guestos.kernels import read_kernels
+
+    _file(tmp_path, "/boot/vmlinuz-linux")  # Arch: the module tree's pkgbase names the package
+    _file(tmp_path, "/boot/initramfs-linux.img")
+    _file(tmp_path, "/usr/lib/modules/6.7.4-arch1-1/pkgbase", b"linux\n")
+    _file(tmp_path, "/boot/vmlinuz-lts")  # Alpine: the module tree's last part is the flavour
+    _file(tmp_path, "/boot/initramfs-lts")
+    _file(tmp_path, "/boot/config-6.6.14-0-lts", b"CONFIG_X=y\n")
+    for version in ("6.6.9-0-lts", "6.6.14-0-lts"):  # an upgrade leaves the old tree: the newest boots
+        _file(tmp_path, f"/lib/modules/{version}/modules.dep", b"")
+    kernels = {k["kernel"]: k for k in read_kernels(DirectoryTree(tmp_path))}
+    assert kernels["/boot/vmlinuz-linux"] | {"boot_entry": None} == {
+        "version": "6.7.4-arch1-1", "kernel": "/boot/vmlinuz-linux", "initramfs": "/boot/initramfs-linux.img",
+        "modules": True, "config": None, "boot_entry": None, "default": False}
+    assert kernels["/boot/vmlinuz-lts"] == {
+        "version": "6.6.14-0-lts", "kernel": "/boot/vmlinuz-lts", "initramfs": "/boot/initramfs-lts",
+        "modules": True, "config": "/boot/config-6.6.14-0-lts", "boot_entry": None, "default": False}

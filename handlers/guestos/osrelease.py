@@ -62,6 +62,11 @@ def _legacy_release(tree: GuestTree) -> dict[str, str]:
                     "PRETTY_NAME": (read_text(tree, path) or "").strip()}
     if read_text(tree, "/etc/debian_version") is not None:
         return {"ID": "debian", "NAME": "Debian GNU/Linux"}
+    alpine = (read_text(tree, "/etc/alpine-release", limit=256) or "").strip()
+    if re.fullmatch(r"\d+(\.\d+)*", alpine):
+        return {"ID": "alpine", "NAME": "Alpine Linux", "VERSION_ID": alpine}
+    if exists(tree, "/etc/arch-release"):  # empty: Arch is rolling, it has no version
+        return {"ID": "arch", "NAME": "Arch Linux"}
     return {}
 
 
@@ -103,18 +108,26 @@ def _family(ids: list[str]) -> str | None:
     return next((_FAMILIES[ident] for ident in ids if ident in _FAMILIES), None)
 
 
+#: where a package manager's command is looked for (Alpine's apk is /sbin/apk)
+_BIN_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
+
+
 def _packaging(tree: GuestTree, ids: list[str]) -> tuple[str | None, str | None]:
     for ident in ids:
         if ident in _PACKAGING:
             fmt, managers = _PACKAGING[ident]
             for manager in managers:
-                if exists(tree, f"/usr/bin/{manager}") or exists(tree, f"/bin/{manager}"):
+                if any(exists(tree, f"{directory}/{manager}") for directory in _BIN_DIRS):
                     return fmt, manager
             return fmt, managers[-1]
     if exists(tree, "/var/lib/dpkg/status"):
         return "deb", "dpkg"
     if exists(tree, "/var/lib/rpm"):
         return "rpm", "rpm"
+    if exists(tree, "/lib/apk/db/installed"):
+        return "apk", "apk"
+    if exists(tree, "/var/lib/pacman/local"):
+        return "pacman", "pacman"
     return None, None
 
 
