@@ -1,8 +1,9 @@
 """``guestkit.profile``: security, compliance, hardening and performance checks on a guest.
 
 ``profile_tree`` runs the catalogue (``handlers.guestos.checks``) over any ``GuestTree``;
-``ProfileHandler`` opens the image first. A check that cannot apply is listed under
-``not_applicable``, never as a finding.
+``ProfileHandler`` opens the image first. Each check is about a subject (the init system the guest
+boots, its kernel, a package, a file); a guest without it, or on which the check cannot apply, gets
+the check listed under ``not_applicable`` with the subject and the reason, never as a finding.
 """
 
 from __future__ import annotations
@@ -44,13 +45,16 @@ def profile_tree(tree: GuestTree, profiles: Iterable[str] = PROFILES, threshold:
         if item.profile not in selected:
             continue
         try:
-            found = item.run(facts)
+            absent = item.subject.absent(facts)
+            found = item.run(facts) if absent is None else []
         except NotApplicable as reason:
-            not_applicable.append({"id": item.id, "profile": item.profile, "title": item.title,
-                                   "reason": str(reason)})
-            continue
+            absent = str(reason)
         except Exception as exc:  # noqa: BLE001 - one broken check must not hide every other result
             errors.append({"id": item.id, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        if absent is not None:
+            not_applicable.append({"id": item.id, "profile": item.profile, "title": item.title,
+                                   "subject": item.subject.describe(), "reason": absent})
             continue
         if not found:
             passed.append(item.id)
@@ -78,8 +82,9 @@ def profile_tree(tree: GuestTree, profiles: Iterable[str] = PROFILES, threshold:
 
 
 def catalogue() -> list[dict[str, Any]]:
-    """Every check's id, profile, severity, title, description, remediation and references."""
-    return [item.describe() for item in CATALOGUE]
+    """Every check's id, profile, severity, title, description, remediation, references and subject
+    (what a guest must have for the check to apply)."""
+    return [{**item.describe(), "subject": item.subject.describe()} for item in CATALOGUE]
 
 
 class ProfileHandler(Handler):

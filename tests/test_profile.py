@@ -113,14 +113,24 @@ CASES: dict[str, tuple[str, Mutation, tuple[str, int | None], Mutation]] = {
                  {"/etc/fstab": "UUID=1 / ext4 defaults 0 1\n"}),
 }
 
+#: the guest boots nothing (a container's root file system): no init, systemd's binary gone
+NO_INIT: Mutation = {"/usr/sbin/init": None, "/usr/lib/systemd/systemd": None}
+#: Debian with sysvinit-core instead of systemd; /etc/systemd/system is still there
+SYSVINIT: Mutation = {"/usr/sbin/init": "\x7fELF sysvinit", "/usr/lib/systemd/systemd": None}
 #: check id -> (base tree, mutation) on which the check cannot apply
 NOT_APPLICABLE: dict[str, tuple[str, Mutation]] = {
     "MAC-001": ("debian", {}), "MAC-002": ("rhel", {}), "MAC-003": ("rhel", {}), "PERF-003": ("debian", {}),
     "FS-002": ("rhel", {}), "FS-003": ("debian", {}), "PERM-001": ("debian", {"/etc/shadow": None}),
     "PERM-002": ("rhel", {"/etc/passwd": None}), "PERM-003": ("rhel", {"/etc/crontab": None}),
-    "PERM-004": ("debian", {"/boot/grub": None}), "SVC-004": ("rhel", {"/etc/systemd/system": None}),
-    "PERF-005": ("debian", {"/etc/systemd/journald.conf": None}),
+    "PERM-004": ("debian", {"/boot/grub": None}), "SVC-004": ("debian", SYSVINIT), "PERF-005": ("rhel", SYSVINIT),
     **{f"SSH-{n:03d}": ("rhel", {"/etc/ssh": None}) for n in range(1, 11)},
+    "ACCT-001": ("debian", {"/etc/shadow": None}), "ACCT-005": ("rhel", {"/etc/sudoers": None}),
+    **{f"ACCT-00{n}": ("rhel", {"/etc/passwd": None}) for n in (2, 3, 4)},
+    **{check_id: ("debian", NO_INIT) for check_id in ("FW-001", "SVC-001", "SVC-002", "SVC-003")},
+    **{check_id: ("debian", {"/etc/fstab": None}) for check_id in ("FS-001", "FS-004", "PERF-001", "PERF-006")},
+    **{f"KRN-00{n}": ("rhel", {"/boot": None}) for n in range(1, 9)},
+    "PERF-002": ("debian", {"/boot": None}), "PERF-004": ("debian", {"/boot": None}),
+    **{f"PASS-00{n}": ("debian", {"/etc/login.defs": None}) for n in range(1, 5)},
 }
 PWQUALITY = "/etc/security/pwquality.conf"
 COMMON_PASSWORD, SYSTEM_AUTH = "/etc/pam.d/common-password", "/etc/pam.d/system-auth"
@@ -182,7 +192,7 @@ def test_catalogue_size_and_shape() -> None:
 
 
 def test_every_check_has_cases() -> None:
-    assert sorted(CASES) == sorted(BY_ID)
+    assert sorted(CASES) == sorted(BY_ID) == sorted(NOT_APPLICABLE)
 
 
 @pytest.mark.parametrize("check_id", sorted(CASES))
@@ -216,6 +226,38 @@ def test_check_not_applicable(tmp_path: Path, check_id: str) -> None:
     assert check_id not in report["passed"]
     (entry,) = [n for n in report["not_applicable"] if n["id"] == check_id]
     assert entry["reason"] and entry["profile"] == BY_ID[check_id].profile
+    assert entry["subject"] == BY_ID[check_id].subject.describe()
+
+
+def test_ctrl_alt_del_on_a_debian_without_systemd_is_not_applicable(tmp_path: Path) -> None:
+    """The guest keeps /etc/systemd/system (left by packages) but boots sysvinit."""
+    report = _run(tmp_path, "debian", SYSVINIT, "SVC-004")
+    (entry,) = [n for n in report["not_applicable"] if n["id"] == "SVC-004"]
+    assert entry["reason"] == "the guest boots sysvinit, not systemd (/sbin/init -> /usr/sbin/init)"
+
+
+def test_a_guest_with_no_init_and_no_kernel(tmp_path: Path) -> None:
+    """Every check bound to the init system or the kernel says not applicable, and why."""
+    _run(tmp_path, "debian", {**NO_INIT, "/boot": None}, "KRN-001")
+    everything = profile_tree(DirectoryTree(tmp_path))
+    bound = {item.id for item in CATALOGUE if item.subject.kind in ("init", "kernel")}
+    reasons = {n["id"]: n["reason"] for n in everything["not_applicable"]}
+    assert bound <= reasons.keys() and len(bound) >= 14
+    assert {reasons[i] for i in bound} == {
+        "the guest boots no init system (none of /sbin/init, /usr/sbin/init, /bin/init, /usr/lib/systemd/systemd, "
+        "/lib/systemd/systemd, /sbin/openrc found)", "no kernel is installed (no /boot/vmlinuz-*)"}
+    assert not bound & ({f["id"] for f in everything["findings"]} | set(everything["passed"]))
+
+
+@pytest.mark.parametrize(("built", "fires"), [("CONFIG_SECURITY_DMESG_RESTRICT=y", False),
+                                              ("# CONFIG_SECURITY_DMESG_RESTRICT is not set", True)])
+def test_an_unset_sysctl_has_the_installed_kernels_default(tmp_path: Path, built: str, fires: bool) -> None:
+    """Debian builds its kernels to restrict dmesg, upstream does not: the booted kernel's config decides."""
+    config = "/boot/config-6.1.0-18-amd64"
+    report = _run(tmp_path, "debian", {config: f"CONFIG_X86_64=y\n{built}\n"}, "KRN-008")
+    found = [f["evidence"]["text"] for f in report["findings"] if f["id"] == "KRN-008"]
+    assert found == ([f"kernel.dmesg_restrict not set (kernel default with CONFIG_SECURITY_DMESG_RESTRICT=n in "
+                      f"{config}: 0)"] if fires else [])
 
 
 @pytest.mark.parametrize(("distro", "check_id", "file"), [

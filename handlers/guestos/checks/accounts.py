@@ -5,27 +5,28 @@ from __future__ import annotations
 import re
 
 from handlers.guestos.accounts import NOLOGIN_SHELLS, sudoers_files
+from handlers.guestos.checks import subjects
 from handlers.guestos.checks.base import Evidence, Facts, check, cis, evidence, mode_check
 from handlers.guestos.common import content_lines
 
 
 @check("ACCT-001", "security", "critical", "Account with an empty password",
        "An empty password field lets anybody log in as this user wherever password logins are allowed.",
-       "Lock the account ('passwd -l <user>') or set a password.", cis("6.2.1"))
+       "Lock the account ('passwd -l <user>') or set a password.", cis("6.2.1"), subject=subjects.SHADOW)
 def empty_password(facts: Facts) -> list[Evidence]:
     return [r.evidence() for r in facts.shadow if r.fields[1] == ""]
 
 
 @check("ACCT-002", "security", "critical", "Account other than root with UID 0",
        "Every UID 0 account is root; a second one is a classic backdoor.",
-       "Remove the account or give it a unique non-zero UID.", cis("6.2.6"))
+       "Remove the account or give it a unique non-zero UID.", cis("6.2.6"), subject=subjects.PASSWD)
 def uid0(facts: Facts) -> list[Evidence]:
     return [r.evidence() for r in facts.passwd if r.fields[2] == "0" and r.fields[0] != "root"]
 
 
 @check("ACCT-003", "security", "high", "Duplicate UIDs",
        "Users sharing a UID share every file and privilege, and audit trails cannot tell them apart.",
-       "Give each user a unique UID and fix file ownership.", cis("6.2.16"))
+       "Give each user a unique UID and fix file ownership.", cis("6.2.16"), subject=subjects.PASSWD)
 def duplicate_uid(facts: Facts) -> list[Evidence]:
     seen: set[str] = set()
     found = []
@@ -38,7 +39,8 @@ def duplicate_uid(facts: Facts) -> list[Evidence]:
 
 @check("ACCT-004", "hardening", "medium", "System account with a login shell",
        "Service accounts (UID below UID_MIN) should not be able to start an interactive shell.",
-       "Set the shell to /usr/sbin/nologin ('usermod -s /usr/sbin/nologin <user>').", cis("5.4.2"))
+       "Set the shell to /usr/sbin/nologin ('usermod -s /usr/sbin/nologin <user>').", cis("5.4.2"),
+       subject=subjects.PASSWD)
 def system_shell(facts: Facts) -> list[Evidence]:
     setting = facts.login_defs.get("UID_MIN")
     uid_min = int(setting.value) if setting and setting.value.isdigit() else 1000
@@ -52,7 +54,7 @@ def system_shell(facts: Facts) -> list[Evidence]:
 
 @check("ACCT-005", "security", "medium", "sudo without a password",
        "NOPASSWD rules let anybody with the user's session (or a stolen key) become root silently.",
-       "Remove NOPASSWD from the sudoers rule, or restrict it to specific commands.")
+       "Remove NOPASSWD from the sudoers rule, or restrict it to specific commands.", subject=subjects.SUDO)
 def sudo_nopasswd(facts: Facts) -> list[Evidence]:
     found = []
     for path, text in sudoers_files(facts.tree, "/etc/sudoers"):

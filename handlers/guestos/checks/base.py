@@ -8,7 +8,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from handlers.guestos.accounts import Record, read_records, sudo_principals
+from handlers.guestos.checks.subjects import Subject, files
 from handlers.guestos.common import Setting, exists
+from handlers.guestos.kernelconfig import read_kernel_config
+from handlers.guestos.kernels import read_kernels
 from handlers.guestos.logindefs import read_login_defs
 from handlers.guestos.packages import read_packages
 from handlers.guestos.security.apparmor import read_apparmor
@@ -44,6 +47,25 @@ class Facts:
     @cached_property
     def services(self) -> dict[str, Any]:
         return read_services(self.tree)
+
+    @cached_property
+    def init(self) -> dict[str, Any]:
+        """The init system the guest boots: ``{"name", "evidence"}``."""
+        return self.services["init"]
+
+    @cached_property
+    def kernels(self) -> list[dict[str, Any]]:
+        return read_kernels(self.tree)
+
+    @cached_property
+    def booted_kernel(self) -> dict[str, Any] | None:
+        """The kernel the boot loader starts by default, else the newest one installed."""
+        return next((k for k in self.kernels if k["default"]), self.kernels[-1] if self.kernels else None)
+
+    @cached_property
+    def kernel_config(self) -> tuple[str, dict[str, str]] | None:
+        """(path, options) of the booted kernel's build configuration, if the guest keeps it."""
+        return None if self.booted_kernel is None else read_kernel_config(self.tree, self.booted_kernel)
 
     @cached_property
     def sshd(self) -> dict[str, Setting]:
@@ -109,6 +131,7 @@ class Check:
     description: str
     remediation: str
     references: tuple[str, ...]
+    subject: Subject
     run: Callable[[Facts], list[Evidence]]
 
     def describe(self) -> dict[str, Any]:
@@ -121,13 +144,15 @@ CATALOGUE: list[Check] = []
 
 
 def check(id: str, profile: str, severity: str, title: str, description: str, remediation: str,
-          references: tuple[str, ...] = ()) -> Callable[[Callable[[Facts], list[Evidence]]], Callable]:
-    """Register a check function (returns evidence, one item per problem; empty when it passes)."""
+          references: tuple[str, ...] = (), *, subject: Subject) -> Callable[[Callable[[Facts], list[Evidence]]],
+                                                                            Callable]:
+    """Register a check function (returns evidence, one item per problem; empty when it passes) about
+    ``subject``: a guest without it gets the check reported not applicable."""
     assert profile in PROFILES, profile
 
     def register(run: Callable[[Facts], list[Evidence]]) -> Callable[[Facts], list[Evidence]]:
         assert all(c.id != id for c in CATALOGUE), f"duplicate check id {id}"
-        CATALOGUE.append(Check(id, profile, severity, title, description, remediation, references, run))
+        CATALOGUE.append(Check(id, profile, severity, title, description, remediation, references, subject, run))
         return run
     return register
 
@@ -144,7 +169,8 @@ def mode_check(id: str, profile: str, severity: str, paths: tuple[str, ...], for
 
     @check(id, profile, severity, title,
            f"{' or '.join(paths)} must not have permissions beyond {allowed:04o}.",
-           f"chown root:root the file and chmod it to {allowed:04o} or stricter.", references)
+           f"chown root:root the file and chmod it to {allowed:04o} or stricter.", references,
+           subject=files(paths[0], *paths))
     def run(facts: Facts) -> list[Evidence]:
         for path in paths:
             info = facts.tree.stat(path)

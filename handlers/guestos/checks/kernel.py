@@ -4,22 +4,43 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from handlers.guestos.checks import subjects
 from handlers.guestos.checks.base import Evidence, Facts, check, cis, evidence
 from handlers.guestos.sysctl import SYSCTL_CONF
+
+#: sysctls whose built-in value depends on how the kernel was built: key -> (option, the value when
+#: the option is ``y``, the value otherwise). Debian's kernels set CONFIG_SECURITY_DMESG_RESTRICT,
+#: RHEL's do not; a kernel with CONFIG_COMPAT_BRK randomises less.
+CONFIG_DEFAULTS = {
+    "kernel.dmesg_restrict": ("CONFIG_SECURITY_DMESG_RESTRICT", "1", "0"),
+    "kernel.randomize_va_space": ("CONFIG_COMPAT_BRK", "1", "2"),
+}
+
+
+def kernel_default(facts: Facts, key: str, upstream: str) -> tuple[str, str]:
+    """(the value ``key`` has when nothing sets it, where that value comes from)."""
+    rule = CONFIG_DEFAULTS.get(key)
+    if rule is None:
+        return upstream, "kernel default"
+    if facts.kernel_config is None:
+        return upstream, "upstream kernel default; the guest keeps no configuration of its kernel"
+    path, options = facts.kernel_config
+    option, when_set, otherwise = rule
+    built = options.get(option, "n")
+    return (when_set if built == "y" else otherwise), f"kernel default with {option}={built} in {path}"
 
 
 def sysctl_check(id: str, profile: str, severity: str, key: str, default: str, good: Callable[[str], bool],
                  title: str, description: str, remediation: str, references: tuple[str, ...] = ()) -> None:
-    """Fires when the effective value of ``key`` (``default`` if nothing sets it) is not ``good``."""
-    @check(id, profile, severity, title, description, remediation, references)
+    """Fires when the effective value of ``key`` is not ``good``; unset, its value is the booted
+    kernel's built-in one (``default`` upstream, unless its build configuration changes it)."""
+    @check(id, profile, severity, title, description, remediation, references, subject=subjects.KERNEL)
     def run(facts: Facts) -> list[Evidence]:
         setting = facts.sysctl.get(key)
-        value = setting.value if setting else default
-        if good(value.strip()):
-            return []
         if setting is not None:
-            return [setting.evidence()]
-        return [evidence(SYSCTL_CONF, None, f"{key} not set (kernel default {default})")]
+            return [] if good(setting.value.strip()) else [setting.evidence()]
+        value, source = kernel_default(facts, key, default)
+        return [] if good(value) else [evidence(SYSCTL_CONF, None, f"{key} not set ({source}: {value})")]
 
 
 def _is(expected: str) -> Callable[[str], bool]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from handlers.guestos.checks import subjects
 from handlers.guestos.checks.base import Evidence, Facts, check, cis, evidence
 from handlers.guestos.logindefs import LOGIN_DEFS
 
 
 def _login_defs_check(id: str, severity: str, key: str, default: str, bad: Callable[[str], bool], title: str,
                       description: str, remediation: str, references: tuple[str, ...]) -> None:
-    @check(id, "compliance", severity, title, description, remediation, references)
+    @check(id, "compliance", severity, title, description, remediation, references, subject=subjects.LOGIN_DEFS)
     def run(facts: Facts) -> list[Evidence]:
         setting = facts.login_defs.get(key)
         value = setting.value if setting else default

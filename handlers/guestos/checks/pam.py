@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from handlers.guestos.checks import subjects
 from handlers.guestos.checks.base import Evidence, Facts, NotApplicable, check, cis, evidence
 from handlers.guestos.common import content_lines, last_wins, read_settings
 from handlers.tree import read_text
@@ -11,6 +12,8 @@ from handlers.tree import read_text
 #: where each stack lives: the RHEL family's file first, then the Debian family's
 PASSWORD_STACKS = ("/etc/pam.d/system-auth", "/etc/pam.d/common-password")
 AUTH_STACKS = ("/etc/pam.d/system-auth", "/etc/pam.d/common-auth")
+PASSWORD_STACK = subjects.files("a PAM password stack", *PASSWORD_STACKS)
+AUTH_STACK = subjects.files("a PAM authentication stack", *AUTH_STACKS)
 PWQUALITY = "/etc/security/pwquality.conf"
 QUALITY_MODULES = ("pam_pwquality.so", "pam_cracklib.so")
 LOCKOUT_MODULES = ("pam_faillock.so", "pam_tally2.so")
@@ -47,7 +50,7 @@ def _unless_called(facts: Facts, paths: tuple[str, ...], kind: str, modules: tup
        "No pam_pwquality (or pam_cracklib) in the password stack: any password, however short or "
        "common, is accepted when a user changes it.",
        "RHEL family: 'authselect select sssd --force' (pam_pwquality is in every profile); Debian family: "
-       "install libpam-pwquality.", cis("5.3.1"))
+       "install libpam-pwquality.", cis("5.3.1"), subject=PASSWORD_STACK)
 def password_quality(facts: Facts) -> list[Evidence]:
     return _unless_called(facts, PASSWORD_STACKS, "password", QUALITY_MODULES)
 
@@ -55,7 +58,7 @@ def password_quality(facts: Facts) -> list[Evidence]:
 @check("PAM-002", "compliance", "medium", f"Minimum password length below {MIN_LENGTH}",
        f"pam_pwquality accepts passwords shorter than {MIN_LENGTH} characters.",
        f"Set 'minlen = {MIN_LENGTH}' in {PWQUALITY} (and no smaller minlen= on the pam_pwquality.so line).",
-       cis("5.3.1"))
+       cis("5.3.1"), subject=PASSWORD_STACK)
 def password_length(facts: Facts) -> list[Evidence]:
     try:
         path, lines = _stack(facts, PASSWORD_STACKS, "password")
@@ -85,6 +88,6 @@ def _below(value: str) -> bool:
 @check("PAM-003", "security", "medium", "No lockout after failed logins",
        "Neither pam_faillock nor pam_tally2 is in the auth stack: passwords can be guessed without limit.",
        "RHEL family: 'authselect enable-feature with-faillock'; Debian family: add pam_faillock.so "
-       "preauth/authfail lines to /etc/pam.d/common-auth.", cis("5.3.2"))
+       "preauth/authfail lines to /etc/pam.d/common-auth.", cis("5.3.2"), subject=AUTH_STACK)
 def login_lockout(facts: Facts) -> list[Evidence]:
     return _unless_called(facts, AUTH_STACKS, "auth", LOCKOUT_MODULES)

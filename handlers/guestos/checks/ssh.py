@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from handlers.guestos.checks import subjects
 from handlers.guestos.checks.base import Evidence, Facts, check, cis, evidence
 from handlers.guestos.security.sshd import SSHD_CONFIG
 
@@ -12,7 +13,7 @@ def _sshd_check(id: str, severity: str, keyword: str, default: str, bad: Callabl
                 description: str, remediation: str, references: tuple[str, ...] = ()) -> None:
     key = keyword.lower()
 
-    @check(id, "security", severity, title, description, remediation, references)
+    @check(id, "security", severity, title, description, remediation, references, subject=subjects.SSHD)
     def run(facts: Facts) -> list[Evidence]:
         setting = facts.sshd.get(key)
         value = setting.value.lower() if setting else default

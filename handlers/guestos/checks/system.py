@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from handlers.guestos.checks.base import Evidence, Facts, NotApplicable, check, cis, evidence, mode_check
+from handlers.guestos.checks import subjects
+from handlers.guestos.checks.base import Evidence, Facts, check, cis, evidence, mode_check
 from handlers.guestos.common import last_wins, read_settings
 from handlers.guestos.services import SYSTEMD_CONFIG_DIR, is_enabled
 
@@ -27,7 +28,8 @@ def _missing_unit_evidence(text: str) -> Evidence:
 
 @check("SVC-001", "security", "high", "Insecure network service enabled",
        "telnet, rsh/rlogin/rexec, tftp, FTP and inetd services send credentials or data in clear text.",
-       "Disable and remove the service (systemctl disable --now <unit>; remove its package).", cis("2.1", "2.2"))
+       "Disable and remove the service (systemctl disable --now <unit>; remove its package).", cis("2.1", "2.2"),
+       subject=subjects.SERVICES)
 def insecure_services(facts: Facts) -> list[Evidence]:
     enabled = _wanted_by(facts)
     return [_unit_evidence(facts, unit) for unit in INSECURE_SERVICES if unit in enabled]
@@ -36,7 +38,7 @@ def insecure_services(facts: Facts) -> list[Evidence]:
 @check("FW-001", "security", "high", "No host firewall enabled",
        "Without ufw, firewalld, nftables or iptables enabled every listening service is reachable.",
        "Enable a firewall: 'ufw enable' (Debian/Ubuntu) or 'systemctl enable --now firewalld' (RHEL).",
-       cis("3.5"))
+       cis("3.5"), subject=subjects.SERVICES)
 def firewall(facts: Facts) -> list[Evidence]:
     if facts.firewall["enabled"]:
         return []
@@ -49,7 +51,8 @@ def firewall(facts: Facts) -> list[Evidence]:
 
 @check("SVC-002", "compliance", "low", "cron daemon is not enabled",
        "Scheduled maintenance (log rotation, updates, audits) does not run without cron.",
-       "Enable cron: 'systemctl enable cron' (Debian) or 'systemctl enable crond' (RHEL).", cis("5.1.1"))
+       "Enable cron: 'systemctl enable cron' (Debian) or 'systemctl enable crond' (RHEL).", cis("5.1.1"),
+       subject=subjects.SERVICES)
 def cron_enabled(facts: Facts) -> list[Evidence]:
     if is_enabled(facts.services, "cron", "crond", "cronie"):
         return []
@@ -58,7 +61,7 @@ def cron_enabled(facts: Facts) -> list[Evidence]:
 
 @check("SVC-003", "compliance", "medium", "auditd is not enabled",
        "Without the audit daemon, security-relevant events (logins, privilege use, file changes) are not recorded.",
-       "Install auditd and enable it ('systemctl enable auditd').", cis("4.1.1.2"))
+       "Install auditd and enable it ('systemctl enable auditd').", cis("4.1.1.2"), subject=subjects.SERVICES)
 def auditd_enabled(facts: Facts) -> list[Evidence]:
     if is_enabled(facts.services, "auditd"):
         return []
@@ -67,10 +70,8 @@ def auditd_enabled(facts: Facts) -> list[Evidence]:
 
 @check("SVC-004", "hardening", "low", "Ctrl-Alt-Del reboots the machine",
        "ctrl-alt-del.target is not masked, so a console key press reboots the system.",
-       "systemctl mask ctrl-alt-del.target")
+       "systemctl mask ctrl-alt-del.target", subject=subjects.SYSTEMD)
 def ctrl_alt_del(facts: Facts) -> list[Evidence]:
-    if facts.tree.listdir(SYSTEMD_CONFIG_DIR) is None:
-        raise NotApplicable("not a systemd guest")
     if "ctrl-alt-del.target" in facts.services["masked"]:
         return []
     return [evidence(f"{SYSTEMD_CONFIG_DIR}/ctrl-alt-del.target", None, "ctrl-alt-del.target is not masked")]
