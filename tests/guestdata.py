@@ -142,7 +142,7 @@ def _accounts(root: Path, users: list[tuple], groups: list[tuple], shadow_mode: 
     _write(root, "/etc/gshadow", gshadow, shadow_mode)
 
 
-_NOLOGIN = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false", "/bin/sync",
+_NOLOGIN = ("/usr/sbin/nologin", "/sbin/nologin", "/usr/bin/nologin", "/bin/false", "/usr/bin/false", "/bin/sync",
             "/sbin/shutdown", "/sbin/halt")
 
 

@@ -1,4 +1,5 @@
-"""Every OS parser against the ground truth of the Debian-like and RHEL-like trees, field by field."""
+"""Every OS parser against the ground truth of the Debian-, RHEL-, SUSE-, Alpine- and Arch-like trees,
+field by field."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 import handlers.guestos as guestos
 from handlers.guestos.storage import read_fstab_entries
 from handlers.tree import DirectoryTree
-from tests.guestdata import MAKERS
+from tests import guestdata, guestdata_alpine_arch
+
+MAKERS = {**guestdata.MAKERS, **guestdata_alpine_arch.MAKERS}
 
 
 @pytest.fixture(scope="module", params=sorted(MAKERS))

@@ -12,7 +12,7 @@ from handlers.tree import GuestTree, read_text
 
 NOLOGIN_SHELLS = frozenset({
     "/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false", "/bin/sync", "/usr/bin/sync",
-    "/sbin/shutdown", "/usr/sbin/shutdown", "/sbin/halt", "/usr/sbin/halt", "/bin/nologin", "",
+    "/sbin/shutdown", "/usr/sbin/shutdown", "/sbin/halt", "/usr/sbin/halt", "/bin/nologin", "/usr/bin/nologin", "",
 })
 
 

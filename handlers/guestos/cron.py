@@ -1,4 +1,5 @@
-"""Scheduled tasks: system crontabs (/etc/crontab, /etc/cron.d) and per-user crontabs."""
+"""Scheduled tasks: system crontabs (/etc/crontab, /etc/cron.d) and per-user crontabs (cron's and
+cronie's spool, busybox crond's /etc/crontabs on Alpine)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from handlers.tree import GuestTree, read_text
 
 SYSTEM_CRONTABS = ("/etc/crontab",)
 CRON_D = "/etc/cron.d"
-USER_CRONTAB_DIRS = ("/var/spool/cron/crontabs", "/var/spool/cron")
+USER_CRONTAB_DIRS = ("/var/spool/cron/crontabs", "/var/spool/cron", "/etc/crontabs")
 _SKIP_NAME = re.compile(r"^\.|~$|\.dpkg-|\.rpm(new|save|orig)$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*=")
 

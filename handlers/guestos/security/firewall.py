@@ -29,16 +29,20 @@ def _firewalld(tree: GuestTree, services: dict[str, Any]) -> dict[str, Any] | No
             "default_zone": zone.value if zone else None}
 
 
-def _service_only(kind: str, config: str, unit: str):
+def _service_only(kind: str, configs: tuple[str, ...], unit: str):
+    """A backend configured by any of ``configs`` and enabled by its ``unit`` (systemd or OpenRC)."""
     def probe(tree: GuestTree, services: dict[str, Any]) -> dict[str, Any] | None:
-        if not exists(tree, config):
+        if not any(exists(tree, config) for config in configs):
             return None
         return {"type": kind, "enabled": is_enabled(services, unit)}
     return probe
 
 
-_PROBES = (_ufw, _firewalld, _service_only("nftables", "/etc/nftables.conf", "nftables"),
-           _service_only("iptables", "/etc/sysconfig/iptables", "iptables"))
+#: nftables: Debian, RHEL and Arch keep /etc/nftables.conf, Alpine /etc/nftables.nft; saved iptables
+#: rules: RHEL's /etc/sysconfig, Arch's /etc/iptables/iptables.rules, Alpine's rules-save, Debian's rules.v4
+_PROBES = (_ufw, _firewalld, _service_only("nftables", ("/etc/nftables.conf", "/etc/nftables.nft"), "nftables"),
+           _service_only("iptables", ("/etc/sysconfig/iptables", "/etc/iptables/iptables.rules",
+                                      "/etc/iptables/rules-save", "/etc/iptables/rules.v4"), "iptables"))
 
 
 def read_firewall(tree: GuestTree, services: dict[str, Any]) -> dict[str, Any]:
