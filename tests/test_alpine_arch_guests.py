@@ -1,6 +1,8 @@
 """Alpine (apk, OpenRC, busybox, musl) and Arch (pacman, systemd) guests on ext4, in raw and qcow2:
 inspected through real jobs and compared field by field with the ground truth of the tree each image
-was built from, and profiled: each check applies, or not, as the guest it runs on says."""
+was built from, and profiled: each check applies, or not, as the guest it runs on says; a root file
+system with no init and no kernel (a container's) gets every init- and kernel-bound check not
+applicable."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from app.intake import api
+from handlers.guestos.checks import CATALOGUE
 from tests.conftest import SESSION_DIR, WorkerPool, WorkerProcess, make_job, routed
 from tests.guestdata import assert_report_matches
 from tests.guestdata_alpine_arch import ALPINE_KERNEL, MAKERS
@@ -93,3 +96,20 @@ def test_inspect_and_profile_read_the_guest(worker: WorkerProcess, base: Path, n
         (dmesg,) = [f for f in profile["findings"] if f["id"] == "KRN-008"]
         assert dmesg["evidence"]["text"] == ("kernel.dmesg_restrict not set (kernel default with "
                                              f"CONFIG_SECURITY_DMESG_RESTRICT=n in /boot/config-{ALPINE_KERNEL}: 0)")
+
+
+def test_a_guest_with_no_init_and_no_kernel_is_profiled_as_such(worker: WorkerProcess, base: Path) -> None:
+    root = base / "container-root"
+    for path, text in {"etc/os-release": "ID=alpine\nVERSION_ID=3.19.1\n", "etc/passwd": "root:x:0:0::/root:/bin/sh\n",
+                       "lib/apk/db/installed": "P:musl\nV:1.2.4-r4\nA:x86_64\n\n"}.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    image = base / "container.qcow2"
+    build_image(root, image, layout="plain", fmt="qcow2")
+    profile = _run("guestkit.profile", image)
+    reasons = {n["id"]: n["reason"] for n in profile["not_applicable"]}
+    bound = {item.id: item.subject.kind for item in CATALOGUE if item.subject.kind in ("init", "kernel")}
+    assert {check: reasons.get(check, "applied")[:28] for check in bound} == {
+        check: "the guest boots no init syst" if kind == "init" else "no kernel is installed (no /"
+        for check, kind in bound.items()}
+    assert _run("guestkit.inspect", image)["services"]["init"]["name"] is None

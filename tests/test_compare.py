@@ -186,3 +186,21 @@ def test_handler_compares_images(tmp_path: Path) -> None:
     with pytest.raises(JobError) as caught:
         CompareHandler().execute(outside, payload)
     assert caught.value.code == ErrorCode.PATH_NOT_ALLOWED and outside.progress == []
+
+
+def test_compare_openrc_runlevels_and_the_init_system(tmp_path: Path) -> None:
+    from tests.guestdata_alpine_arch import make_alpine_tree
+
+    before, after = tmp_path / "before", tmp_path / "after"
+    make_alpine_tree(before)
+    make_alpine_tree(after)
+    (after / "etc/runlevels/default/crond").unlink()  # rc-update del crond
+    (after / "etc/runlevels/boot/sshd").symlink_to("/etc/init.d/sshd")  # rc-update add sshd boot
+    (after / "etc/runlevels/default/nginx").symlink_to("/etc/init.d/nginx")
+    for openrc in ("sbin/openrc", "sbin/openrc-run"):  # and OpenRC gone: busybox init runs its rc scripts alone
+        (after / openrc).unlink()
+    services = compare_trees(DirectoryTree(before), DirectoryTree(after))["services"]
+    assert services["init"] == {"from": "openrc", "to": "sysvinit"}
+    assert services["openrc"] == {"enabled": ["nginx"], "disabled": ["crond"],
+                                  "changed": [{"name": "sshd", "from": ["default"], "to": ["boot", "default"]}]}
+    assert services["sysv"] == {"enabled": [], "disabled": [], "changed": []} and services["enabled"] == []
