@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from handlers.guestos.apkdb import parse_apk_installed, split_apk_version
+from handlers.guestos.common import split_epoch_version
 from handlers.guestos.packages import format_version, read_packages
-from handlers.guestos.pacmandb import package_from_desc, split_pacman_version
+from handlers.guestos.pacmandb import package_from_desc
 from handlers.tree import DirectoryTree
 
 # two packages as apk-tools 2 writes them (Alpine 3.19), file lines included
@@ -138,9 +139,9 @@ def test_pacman_reason_says_whether_a_package_was_asked_for() -> None:
 
 
 def test_pacman_versions() -> None:
-    assert split_pacman_version("1:5.2.026-2") == (1, "5.2.026", "2")
-    assert split_pacman_version("2024.1-1") == (None, "2024.1", "1")
-    assert split_pacman_version("nodash") == (None, "nodash", None)
+    assert split_epoch_version("1:5.2.026-2") == (1, "5.2.026", "2")
+    assert split_epoch_version("2024.1-1") == (None, "2024.1", "1")
+    assert split_epoch_version("nodash") == (None, "nodash", None)
 
 
 def test_a_desc_without_a_name_is_no_package() -> None:

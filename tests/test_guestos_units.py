@@ -10,13 +10,14 @@ import pytest
 
 from handlers.guestos.accounts import password_state, read_users
 from handlers.guestos.arch import elf_architecture
+from handlers.guestos.common import split_epoch_version
 from handlers.guestos.identity import read_hostname, read_machine_id, read_timezone
 from handlers.guestos.kernels import read_kernels
 from handlers.guestos.network import read_network
 from handlers.guestos.network.iface import with_prefix
 from handlers.guestos.network.resolv import parse_resolv_conf
 from handlers.guestos.osrelease import detect_os
-from handlers.guestos.packages import parse_dpkg_status, read_packages, split_dpkg_version
+from handlers.guestos.packages import parse_dpkg_status, read_packages
 from handlers.guestos.rpmheader import RpmError, decode_header, package_from_header
 from handlers.guestos.security.apparmor import read_apparmor
 from handlers.guestos.security.selinux import read_selinux
@@ -57,7 +58,7 @@ def test_elf_rejects_non_elf_and_short() -> None:
     ("2:4.0.2-3", (2, "4.0.2", "3")),
 ])
 def test_split_dpkg_version(text: str, expected: tuple) -> None:
-    assert split_dpkg_version(text) == expected
+    assert split_epoch_version(text) == expected
 
 
 def test_dpkg_status_skips_removed_and_half_installed() -> None:

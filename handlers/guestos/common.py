@@ -134,3 +134,14 @@ def load_yaml(text: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return None
+
+
+def split_epoch_version(text: str) -> tuple[int | None, str, str | None]:
+    """``[epoch:]version[-release]`` as dpkg and pacman write it -> (epoch, version, release); the
+    release follows the last hyphen."""
+    epoch: int | None = None
+    head, sep, rest = text.partition(":")
+    if sep and head.isdigit():
+        epoch, text = int(head), rest
+    version, sep, release = text.rpartition("-")
+    return (epoch, version, release) if sep else (epoch, text, None)

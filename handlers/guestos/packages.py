@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.guestos.apkdb import APK_INSTALLED, read_apk_packages
+from handlers.guestos.common import split_epoch_version
 from handlers.guestos.pacmandb import PACMAN_LOCAL, read_pacman_packages
 from handlers.guestos.rpmdb import read_rpm_packages
 from handlers.tree import GuestTree, read_text
@@ -13,16 +14,6 @@ DPKG_STATUS = "/var/lib/dpkg/status"
 #: a status file with tens of thousands of packages is ~100 MiB
 MAX_STATUS_BYTES = 512 * 1024 * 1024
 _INSTALLED = ("installed",)
-
-
-def split_dpkg_version(text: str) -> tuple[int | None, str, str | None]:
-    """``[epoch:]upstream[-revision]`` -> (epoch, upstream, revision); the revision follows the last hyphen."""
-    epoch: int | None = None
-    head, sep, rest = text.partition(":")
-    if sep and head.isdigit():
-        epoch, text = int(head), rest
-    upstream, sep, revision = text.rpartition("-")
-    return (epoch, upstream, revision) if sep else (epoch, text, None)
 
 
 def parse_dpkg_status(text: str) -> list[dict[str, Any]]:
@@ -37,7 +28,7 @@ def parse_dpkg_status(text: str) -> list[dict[str, Any]]:
         status = fields.get("Status", "").split()
         if not fields.get("Package") or not status or status[-1] not in _INSTALLED:
             continue
-        epoch, version, release = split_dpkg_version(fields.get("Version", ""))
+        epoch, version, release = split_epoch_version(fields.get("Version", ""))
         packages.append({"name": fields["Package"], "epoch": epoch, "version": version, "release": release,
                          "arch": fields.get("Architecture")})
     return sort_packages(packages)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from handlers.guestos.common import split_epoch_version
 from handlers.tree import GuestTree, read_text
 
 PACMAN_LOCAL = "/var/lib/pacman/local"
@@ -19,16 +20,6 @@ PACMAN_LOCAL = "/var/lib/pacman/local"
 MAX_DESC_BYTES = 1024 * 1024
 #: packages read from one database at most
 MAX_PACKAGES = 200_000
-
-
-def split_pacman_version(text: str) -> tuple[int | None, str, str | None]:
-    """``1:2.3-4`` -> (1, ``2.3``, ``4``): the epoch before the first ``:``, pkgrel after the last ``-``."""
-    epoch: int | None = None
-    head, sep, rest = text.partition(":")
-    if sep and head.isdigit():
-        epoch, text = int(head), rest
-    version, sep, release = text.rpartition("-")
-    return (epoch, version, release) if sep and version else (epoch, text, None)
 
 
 def parse_desc(text: str) -> dict[str, list[str]]:
@@ -60,7 +51,7 @@ def package_from_desc(text: str) -> dict[str, Any] | None:
     name = _first(sections, "NAME")
     if not name:
         return None
-    epoch, version, release = split_pacman_version(_first(sections, "VERSION") or "")
+    epoch, version, release = split_epoch_version(_first(sections, "VERSION") or "")
     licences = sections.get("LICENSE") or []
     return {
         "name": name, "epoch": epoch, "version": version or None, "release": release,
