@@ -67,6 +67,12 @@ guestkit_requeue_after = float(_env("GUESTKIT_REQUEUE_AFTER", "600"))
 #: seconds between retries of a recoverable failure: base * 2 ** (attempt - 1)
 guestkit_retry_backoff = float(_env("GUESTKIT_RETRY_BACKOFF", "1.0"))
 
+# --- what one job may consume (app/plugin/limits.py says where each is enforced) ---------------
+#: address space of each pool child in MiB (RLIMIT_AS, qemu-img and qemu-nbd included); 0: no limit
+guestkit_child_memory_mb = int(_env("GUESTKIT_CHILD_MEMORY_MB", "4096"))
+#: size of one result document (compact JSON) in bytes
+guestkit_max_result_bytes = int(_env("GUESTKIT_MAX_RESULT_BYTES", str(64 * 1024 * 1024)))
+
 # --- Celery ---------------------------------------------------------------------------------
 broker_url = _env("CELERY_BROKER_URL", "embedded://" + os.path.join(guestkit_home, "broker"))
 result_backend = "guestkit://"

@@ -150,3 +150,27 @@ class CountHandler(Handler):
 
 
 TEST_HANDLERS += ",tests.plugins:CountHandler"
+
+
+# --- added for the resource limits (tests/test_limits.py) ---
+class HogPayloadV1(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    #: MiB of memory to take (and touch) before answering
+    memory_mb: int = 0
+    #: bytes of text to return in ``data``
+    result_bytes: int = 0
+
+
+class HogHandler(Handler):
+    """Takes memory, or returns a large result, as a job fed a bomb would."""
+
+    operation = "test.hog"
+    payload_models = {1: HogPayloadV1}
+
+    def execute(self, ctx: HandlerContext, payload: BaseModel) -> HandlerResult:
+        assert isinstance(payload, HogPayloadV1)
+        held = [bytearray(1024 * 1024) for _ in range(payload.memory_mb)]  # zeroed: every page touched
+        return HandlerResult(data={"held_mb": len(held), "text": "x" * payload.result_bytes, "pid": os.getpid()})
+
+
+TEST_HANDLERS += ",tests.plugins:HogHandler"

@@ -28,6 +28,8 @@ class ErrorCode(StrEnum):
     OUTPUT_EXISTS = "OUTPUT_EXISTS"
     #: a fix would write through a symlink inside the guest (the operation did not say it replaces it)
     GUEST_LINK_REFUSED = "GUEST_LINK_REFUSED"
+    #: the job needs more of a resource than a limit allows (``app.plugin.limits``)
+    RESOURCE_LIMIT = "RESOURCE_LIMIT"
 
 
 #: Codes after which running the same job again may succeed.

@@ -22,13 +22,15 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 
 from app.plugin.errors import ErrorCode, JobError, JobFailed, ValidationFailed
-from app.plugin.handler import Handler
+from app.plugin.handler import Handler, HandlerResult
+from app.plugin.limits import ResourceLimitExceeded
 from app.plugin.registry import installed
 from app.protocol.models import JobDocument
 from app.protocol.results import ErrorInfo, Metrics, ResultDocument, failure_result, replayed_result, success_result
 from app.protocol.states import InvalidTransition, JobState, JobStatus, utc_now
 from app.protocol.validation import validate
-from app.run.backend import GuestkitBackend
+from app.run import memory
+from app.run.backend import GuestkitBackend, compact_size
 from app.run.context import JobContext
 from app.run.interrupts import CancelRequested, cancel_watch, kill_children
 from app.run.settings import Settings
@@ -243,12 +245,16 @@ class JobTask(Task):
                          send_event=self._send_progress_event,
                          progress_count=view.progress_count)
         started = status.started_at or utc_now()
-        before = _usage()
+        before, peak = _usage(), memory.JobPeak()
         phase = "execution"
         try:
             payload = model.model_validate(job.payload.data)
             with cancel_watch(self._watcher(ctx, self._run_owner)):
                 outcome = handler.execute(ctx, payload)
+            doc, size = self._completed(job, status, started, outcome, before, peak)
+            # the last progress events, the terminal state and the end of the run lease in one write
+            self.results.save_final(doc, current=status, run_owner=self._run_owner, progress=ctx.take_progress(),
+                                    size=size)
         except SoftTimeLimitExceeded:
             kill_children()
             error = JobError(ErrorCode.TIMEOUT, f"the job ran longer than its timeout of "
@@ -257,22 +263,20 @@ class JobTask(Task):
         except CancelRequested:
             kill_children()
             error = JobError(ErrorCode.CANCELLED, "the job was cancelled while it ran", recoverable=False)
+        except MemoryError:
+            memory.give_back()
+            limit = self.settings.limits.child_memory_mb
+            error = ResourceLimitExceeded(f"the job (peak {peak.mb():.0f} MiB resident when memory ran out)",
+                                          "child_memory_mb", limit, None, "MiB")
         except JobError as exc:
             error = exc
+        except self.results.store.unavailable:
+            raise  # nothing can be recorded now: ``run`` keeps the job for later
         except Exception as exc:  # noqa: BLE001 - every failure becomes a result, never a bare traceback
             error = JobError(ErrorCode.EXECUTION_ERROR, f"{type(exc).__name__}: {exc}",
                              details={"exception": type(exc).__name__,
                                       "traceback": traceback.format_exc(limit=-8).splitlines()[-12:]})
         else:
-            metrics = _metrics(before, outcome.disk_read_bytes, outcome.disk_write_bytes)
-            doc = success_result(
-                job.job_id, worker_id=self._worker_id, started_at=started, finished_at=utc_now(),
-                attempt=status.attempt, idempotency_key=job.idempotency_key, data=outcome.data,
-                primary=outcome.primary, artifacts=outcome.artifacts, metrics=metrics,
-                observability=job.observability_dict,
-            )
-            # the last progress events, the terminal state and the end of the run lease in one write
-            self.results.save_final(doc, current=status, run_owner=self._run_owner, progress=ctx.take_progress())
             ctx.cleanup()
             return doc.to_dict()
         ctx.flush_progress(announce=False)
@@ -280,7 +284,23 @@ class JobTask(Task):
         if error.recoverable and error.code is not ErrorCode.TIMEOUT and status.attempt < job.execution.max_attempts:
             self._retry(job, status, error)
         return self._fail(job.job_id, error, phase=error.phase or phase, status=status, started=started,
-                          metrics=_metrics(before), job=job)
+                          metrics=_metrics(before, peak), job=job)
+
+    def _completed(self, job: JobDocument, status: JobStatus, started: datetime, outcome: HandlerResult,
+                   before: tuple[float, float], peak: memory.JobPeak) -> tuple[ResultDocument, int]:
+        """The result document of a job whose handler returned, with its metrics, and its compact
+        size: the memory peak is read once the document has been serialised (and found within
+        ``max_result_bytes``)."""
+        doc = success_result(
+            job.job_id, worker_id=self._worker_id, started_at=started, finished_at=utc_now(),
+            attempt=status.attempt, idempotency_key=job.idempotency_key, data=outcome.data,
+            primary=outcome.primary, artifacts=outcome.artifacts, observability=job.observability_dict,
+        )
+        size, limit = compact_size(doc.to_dict()), self.settings.limits.max_result_bytes
+        if size > limit:
+            raise ResourceLimitExceeded("the result document", "max_result_bytes", limit, size)
+        doc.metrics = _metrics(before, peak, outcome.disk_read_bytes, outcome.disk_write_bytes)
+        return doc, size
 
     def _watcher(self, ctx: JobContext, owner: str) -> Callable[[], bool]:
         """Called every quarter second while the handler runs: writes progress events that wait,
@@ -364,9 +384,8 @@ def _usage() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 
 
-def _metrics(before: tuple[float, float], read: int | None = None, written: int | None = None) -> Metrics:
+def _metrics(before: tuple[float, float], peak: memory.JobPeak, read: int | None = None,
+             written: int | None = None) -> Metrics:
     after = _usage()
-    peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return Metrics(cpu_seconds=round(sum(after) - sum(before), 6), peak_memory_mb=round(peak_kb / 1024, 1),
+    return Metrics(cpu_seconds=round(sum(after) - sum(before), 6), peak_memory_mb=peak.mb(),
                    disk_read_bytes=read, disk_write_bytes=written)

@@ -27,6 +27,7 @@ from app.plugin.atomic import write_atomic
 from app.plugin.errors import ErrorCode, JobFailed
 from app.protocol.results import ErrorInfo, ResultDocument, failure_result
 from app.protocol.states import InvalidTransition, JobState, JobStatus, utc_now
+from app.run import memory
 from app.run.settings import Settings
 from app.store.base import JobStore
 from app.store.factory import open_store
@@ -59,8 +60,10 @@ class GuestkitBackend(KeyValueStoreBackend):
 
     # --- final results --------------------------------------------------------------------
     def save_final(self, result: ResultDocument | dict[str, Any], *, current: JobStatus | None = None,
-                   run_owner: str | None = None, progress: Sequence[dict[str, Any]] = ()) -> JobStatus:
-        """Write the result file, then move the job to its terminal state.
+                   run_owner: str | None = None, progress: Sequence[dict[str, Any]] = (),
+                   size: int | None = None) -> JobStatus:
+        """Write the result file, then move the job to its terminal state (``size``: the document's
+        ``compact_size`` when the caller has it).
 
         In that order: a worker that dies in between leaves a running job whose result exists,
         which the next delivery completes; the reverse order could lose the result. ``current``
@@ -75,7 +78,7 @@ class GuestkitBackend(KeyValueStoreBackend):
             current = self.store.get(job_id)
         if current is not None and current.terminal:
             return current  # terminal states never change, whoever writes
-        write_atomic(self.settings.result_path(job_id), _pretty_json(doc))
+        write_atomic(self.settings.result_path(job_id), encode_result(doc, size))
 
         def finish(stored: JobStatus) -> JobStatus:
             if stored.terminal:
@@ -184,10 +187,26 @@ class GuestkitBackend(KeyValueStoreBackend):
         self._kv_path(key).unlink(missing_ok=True)
 
 
-def _pretty_json(doc: dict[str, Any]) -> bytes:
-    """The result file's text: indented JSON (orjson is ~10x faster than ``json`` with ``indent``,
-    which runs in pure Python); ``json`` for what orjson refuses (text with lone surrogates, e.g.
-    undecodable file names read from a guest)."""
+#: orjson reserves up to ~9 bytes of address space per byte of text it encodes with indentation,
+#: and where an address-space limit refuses them it crashes the process (SIGSEGV) instead of
+#: raising MemoryError; measured with orjson 3.13 (a 100 MB string needs 950 MB to 1 GB)
+ORJSON_RESERVE_FACTOR = 12
+
+
+def compact_size(doc: dict[str, Any]) -> int:
+    """The document's size as compact JSON, in bytes (the C encoder: MemoryError, never a crash)."""
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def encode_result(doc: dict[str, Any], size: int | None = None) -> bytes:
+    """The result file's text: indented JSON. orjson is ~10x faster than ``json`` with ``indent``
+    (which runs in pure Python), and is used where the process has room for its worst case; ``json``
+    otherwise, and for what orjson refuses (text with lone surrogates, e.g. undecodable file names
+    read from a guest). ``size``: the document's ``compact_size``, if known."""
+    if memory.address_space_limit() is not None:
+        if not memory.room_for(ORJSON_RESERVE_FACTOR * (compact_size(doc) if size is None else size)):
+            return json.dumps(doc, indent=2).encode() + b"\n"
     try:
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
     except (orjson.JSONEncodeError, TypeError):

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from app.plugin.limits import Limits
 
 
 class Settings(BaseModel):
@@ -33,12 +35,14 @@ class Settings(BaseModel):
     capability_wait: float
     run_lease: float
     requeue_after: float
+    limits: Limits = Field(default_factory=Limits)
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> Settings:
         prefix = "guestkit_"
         return cls(**{key[len(prefix):]: value for key, value in conf.items()
-                      if key.startswith(prefix) and key[len(prefix):] in cls.model_fields})
+                      if key.startswith(prefix) and key[len(prefix):] in cls.model_fields},
+                   limits=Limits.from_conf(conf))
 
     def result_path(self, job_id: str) -> Path:
         return self.results_dir / f"{job_id}-result.json"

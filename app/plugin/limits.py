@@ -1,0 +1,47 @@
+"""What one job may consume. Each limit is a ``GUESTKIT_<NAME>`` setting with a safe default (the
+README's settings table lists them), enforced in one place:
+
+- ``child_memory_mb``: the address space of a worker's pool child (``RLIMIT_AS``, set in the child
+  as it starts: ``app.run.memory``); a job that runs out fails, the child lives on;
+- ``max_result_bytes``: a result document, as compact JSON (``app.run.adapter``).
+
+A job that needs more than a limit allows fails ``RESOURCE_LIMIT`` (``ResourceLimitExceeded``),
+saying which limit, its value and what the job wanted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.plugin.errors import ErrorCode, JobError
+
+MiB = 1024 * 1024
+
+
+class Limits(BaseModel):
+    #: 0: no limit
+    child_memory_mb: int = Field(default=4096, ge=0)
+    max_result_bytes: int = Field(default=64 * MiB, gt=0)
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, Any]) -> Limits:
+        """The ``guestkit_<name>`` keys of a Celery configuration that name a limit."""
+        return cls(**{name: conf[f"guestkit_{name}"] for name in cls.model_fields if f"guestkit_{name}" in conf})
+
+    @staticmethod
+    def setting(name: str) -> str:
+        """The environment variable that sets limit ``name``."""
+        return f"GUESTKIT_{name.upper()}"
+
+
+class ResourceLimitExceeded(JobError):
+    """The job needs more of a resource than the limit ``name`` allows."""
+
+    def __init__(self, what: str, name: str, value: int, wanted: int | None, unit: str = "bytes") -> None:
+        need = "more" if wanted is None else f"{wanted} {unit}"
+        super().__init__(ErrorCode.RESOURCE_LIMIT,
+                         f"{what} needs {need}; the limit {Limits.setting(name)} is {value} {unit}",
+                         details={"limit": Limits.setting(name), "value": value, "wanted": wanted, "unit": unit})
