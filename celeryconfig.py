@@ -68,6 +68,10 @@ guestkit_requeue_after = float(_env("GUESTKIT_REQUEUE_AFTER", "600"))
 guestkit_retry_backoff = float(_env("GUESTKIT_RETRY_BACKOFF", "1.0"))
 
 # --- what one job may consume (app/plugin/limits.py says where each is enforced) ---------------
+#: bytes read from any one file inside a guest (a file cut short is listed in the report's "truncated")
+guestkit_max_file_bytes = int(_env("GUESTKIT_MAX_FILE_BYTES", str(512 * 1024 * 1024)))
+#: entries parsed from any one guest database (packages) or configuration file (lines)
+guestkit_max_entries = int(_env("GUESTKIT_MAX_ENTRIES", "100000"))
 #: address space of each pool child in MiB (RLIMIT_AS, qemu-img and qemu-nbd included); 0: no limit
 guestkit_child_memory_mb = int(_env("GUESTKIT_CHILD_MEMORY_MB", "4096"))
 #: size of one result document (compact JSON) in bytes

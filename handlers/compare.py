@@ -200,6 +200,9 @@ def compare_trees(a: GuestTree, b: GuestTree, options: CompareOptions | None = N
         report["files"] = {top: compare_file_sets(a, b, top, ignore_timestamps=options.ignore_timestamps,
                                                   with_diffs=False) for top in FILE_ROOTS}
     report["summary"] = _summary(report)
+    # what the job's limits cut from either guest (app.plugin.limits)
+    report["truncated"] = ([{**cut, "image": "baseline"} for cut in a.truncated]
+                           + [{**cut, "image": "target"} for cut in b.truncated])
     return report
 
 

@@ -117,7 +117,7 @@ class FixHandler(Handler):
         assert info is not None
         ctx.report_progress("disk_attach", 10, "opening the image read-only")
         changes: list[dict[str, Any]] = []
-        with open_pinned(image) as guest:
+        with open_pinned(image, limits=ctx.limits) as guest:
             guest.root_tree()
             ctx.report_progress("disk_inspection", 30, "planning operations")
             for index, op in enumerate(payload.operations):
@@ -155,7 +155,7 @@ class FixHandler(Handler):
                 raise _fail(ErrorCode.CANCELLED, "cancelled between fix operations")
             ctx.report_progress("disk_inspection", 30 + 40 * index // count, f"{op.type} ({index + 1}/{count})")
             try:
-                with open_guest(work, "raw") as guest:
+                with open_guest(work, "raw", limits=ctx.limits) as guest:
                     guest.root_tree()
                     plan = PLANNERS[op.type](guest, op.options)
                 done, fsck = apply_edits(str(work), plan.edits)

@@ -81,7 +81,7 @@ def open_image(ctx: HandlerContext, image: ImageRef, *, low: int = 0, high: int 
     check_cancel(ctx, "validation")
     limit = ctx.max_disk_size_gb * GIB if ctx.max_disk_size_gb else None
     with open_guest(path, image.format, progress=_scaled(ctx, quarter, high, label),
-                    max_size_bytes=limit, policy=image_policy(ctx)) as guest:
+                    max_size_bytes=limit, policy=image_policy(ctx), limits=ctx.limits) as guest:
         tree = guest.root_tree()
         check_cancel(ctx, "disk_inspection")
         yield guest, tree

@@ -15,7 +15,8 @@ vendor, summary; for apk and pacman origin, license, size, install_time (None fo
 none), build_time, summary, and maintainer (apk) or packager and explicit (pacman)}], warning},
 ``databases``, ``services`` {init {name, evidence}, default_target, enabled, masked, sysv, openrc} and
 ``scheduled_tasks``, ``users`` and ``groups``, ``network`` {interfaces, dns}, ``security`` {selinux,
-apparmor, ssh, firewall}, ``sysctl`` (deep_scan).
+apparmor, ssh, firewall}, ``sysctl`` (deep_scan); ``truncated``: what the job's limits cut, each
+{file, limit, value, found} (``app.plugin.limits``).
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ def inspect_tree(tree: GuestTree, options: InspectOptions | None = None,
     if options.deep_scan:
         report["sysctl"] = guarded("sysctl", lambda: {k: s.value for k, s in read_sysctl(tree).items()})
     report["errors"] = errors
+    report["truncated"] = tree.truncated  # what the job's limits cut (app.plugin.limits)
     return report
 
 

@@ -78,6 +78,7 @@ def profile_tree(tree: GuestTree, profiles: Iterable[str] = PROFILES, threshold:
         "not_applicable": not_applicable,
         "passed": passed,
         "errors": errors,
+        "truncated": tree.truncated,  # what the job's limits cut from the files the checks read
     }
 
 

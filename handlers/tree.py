@@ -5,6 +5,11 @@ The OS parsers (``handlers.guestos``) read through this interface only; the imag
 host directory (tests, and the ground-truth trees the test images are built from).
 Paths are absolute guest paths (``/etc/os-release``). Symlinks inside the guest are resolved
 inside the guest, never on the host.
+
+Every tree carries the job's ``limits`` (``app.plugin.limits``): no read takes more than
+``max_file_bytes`` of one file, a configuration file is read to ``max_entries`` lines, and a
+package database reader stops at ``max_entries`` packages. What a limit cut is listed in the
+tree's ``truncated`` (file, limit, its value, what there was), which the reports carry.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import stat as stat_module
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+from app.plugin.limits import Limits
 
 FileType = Literal["file", "dir", "symlink", "other"]
 
@@ -30,11 +37,16 @@ class FileInfo:
 
 
 class GuestTree(Protocol):
+    limits: Limits
+    #: what the limits cut: {"file", "limit", "value", "found"}, once per file and limit
+    truncated: list[dict[str, Any]]
+
     def stat(self, path: str) -> FileInfo | None:
         """Information on ``path`` without following a final symlink; None if absent."""
 
     def read_bytes(self, path: str, limit: int | None = None) -> bytes | None:
-        """Content of a regular file (following symlinks inside the guest); None if absent."""
+        """Content of a regular file (following symlinks inside the guest), ``limit`` bytes at most
+        and never more than ``limits.max_file_bytes`` (``capped``); None if absent."""
 
     def listdir(self, path: str) -> list[str] | None:
         """Sorted entry names of a directory; None if it is absent or not a directory."""
@@ -88,17 +100,55 @@ def resolve_path(path: str, follow: bool, lookup: KindAndLink) -> str | None:
     return str(current)
 
 
-def read_text(tree: GuestTree, path: str, limit: int | None = 4 * 1024 * 1024) -> str | None:
-    """File content decoded as UTF-8 (bad bytes replaced); None if absent."""
+def note_truncation(tree: GuestTree, file: str, limit: str, value: int, found: int | None) -> None:
+    """Record that limit ``limit`` (a ``Limits`` field) of ``value`` cut ``file`` (``found``: what it held)."""
+    entry = {"file": file, "limit": Limits.setting(limit), "value": value, "found": found}
+    if entry not in tree.truncated:
+        tree.truncated.append(entry)
+
+
+def capped(tree: GuestTree, path: str, size: int, limit: int | None) -> int:
+    """Bytes a read of ``path`` (``size`` bytes long) may take: the caller's ``limit`` (a bound of
+    its own, such as a header's length), within the tree's ``max_file_bytes``; a file that limit
+    cuts is noted."""
+    cap = tree.limits.max_file_bytes
+    if limit is not None and limit <= cap:
+        return limit
+    if size > cap:
+        note_truncation(tree, path, "max_file_bytes", cap, size)
+    return cap
+
+
+def read_text(tree: GuestTree, path: str, limit: int | None = None, *, config: bool = True) -> str | None:
+    """File content decoded as UTF-8 (bad bytes replaced); None if absent. ``limit``: the caller's
+    own bound in bytes. A configuration file (``config``) is read to ``max_entries`` lines; a
+    database reader (``config=False``) bounds its own entries."""
     raw = tree.read_bytes(path, limit)
-    return None if raw is None else raw.decode("utf-8", errors="replace")
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    return _first_lines(tree, path, text) if config else text
+
+
+def _first_lines(tree: GuestTree, path: str, text: str) -> str:
+    most = tree.limits.max_entries
+    lines = text.count("\n")
+    if lines <= most:
+        return text
+    end = -1
+    for _ in range(most):
+        end = text.find("\n", end + 1)
+    note_truncation(tree, path, "max_entries", most, lines + (not text.endswith("\n")))
+    return text[:end + 1]
 
 
 class DirectoryTree:
     """A host directory seen as a guest root. Guest symlinks are resolved against ``root``."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], limits: Limits | None = None) -> None:
         self.root = Path(root)
+        self.limits = limits or Limits()
+        self.truncated: list[dict[str, Any]] = []
 
     def _host(self, path: str, follow: bool) -> Path | None:
         canonical = resolve_path(path, follow, self._kind_and_link)
@@ -137,7 +187,7 @@ class DirectoryTree:
         if host is None or not host.is_file():
             return None
         with open(host, "rb") as handle:
-            return handle.read(-1 if limit is None else limit)
+            return handle.read(capped(self, path, os.fstat(handle.fileno()).st_size, limit))
 
     def listdir(self, path: str) -> list[str] | None:
         host = self._host(path, follow=True)

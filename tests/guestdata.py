@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.plugin.limits import Limits
 from app.plugin.paths import resolve_allowed
 
 ELF_MACHINES = {"x86_64": (62, 2, 1), "aarch64": (183, 2, 1), "i386": (3, 1, 1), "s390x": (22, 2, 2)}
@@ -1009,6 +1010,7 @@ class FakeContext:
     attempt: int = 1
     max_disk_size_gb: int | None = None
     max_chain_depth: int = 0
+    limits: Limits = field(default_factory=Limits)
     cancelled: bool = False
     progress: list[tuple[str, int, str]] = field(default_factory=list)
     logger: logging.LoggerAdapter = field(

@@ -617,8 +617,10 @@ class FakeContext:
 
     def __init__(self, allowed_dirs: list[Path], work_dir: Path, *, job_id: str = "job-test",
                  max_disk_size_gb: int | None = None, cancel_after: int | None = None,
-                 max_chain_depth: int = 0) -> None:
+                 max_chain_depth: int = 0, limits: Any = None) -> None:  # noqa: ANN401 - app.plugin.limits.Limits
         import logging
+
+        from app.plugin.limits import Limits
 
         self.job_id = job_id
         self.attempt = 1
@@ -628,6 +630,7 @@ class FakeContext:
         self.allowed_dirs = allowed_dirs
         self.max_disk_size_gb = max_disk_size_gb
         self.max_chain_depth = max_chain_depth
+        self.limits = limits or Limits()
         self.events: list[tuple[str, int, str, dict[str, Any]]] = []
         self._cancel_after = cancel_after
 

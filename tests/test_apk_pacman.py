@@ -104,7 +104,8 @@ glibc
 
 
 def test_apk_database_gives_every_field_of_each_package() -> None:
-    musl, busybox = parse_apk_installed(APK_INSTALLED)
+    (musl, busybox), listed = parse_apk_installed(APK_INSTALLED)
+    assert listed == 2
     assert musl == {"name": "musl", "epoch": None, "version": "1.2.4_git20230717", "release": "r4",
                     "arch": "x86_64", "origin": "musl", "license": "MIT", "size": 663552, "install_time": None,
                     "build_time": 1697712355, "maintainer": "Timo Teräs <timo.teras@iki.fi>",
@@ -120,7 +121,7 @@ def test_apk_versions_keep_what_apk_prints() -> None:
 
 def test_a_broken_apk_database_gives_what_it_can_and_no_error() -> None:
     text = "P:good\nV:1-r0\nI:not-a-number\n\nV:2-r0\nA:x86_64\n\n\x00\xff garbage\nP\n::::\n\nP:last\nV:3-r1"
-    packages = parse_apk_installed(text)
+    packages, _ = parse_apk_installed(text)
     assert [(p["name"], p["version"], p["size"]) for p in packages] == [("good", "1", None), ("last", "3", None)]
 
 

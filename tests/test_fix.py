@@ -245,3 +245,21 @@ def test_refusals(env: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(JobError) as caught:
         FixHandler().execute(FakeContext([base], base / "work" / "r"), FixPayloadV1.model_validate(bad))
     assert caught.value.code == ErrorCode.VALIDATION_ERROR
+
+
+def test_a_file_longer_than_the_job_may_read_is_never_rewritten(env: dict[str, Any]) -> None:
+    """set_hostname rewrites /etc/hosts: read cut to GUESTKIT_MAX_ENTRIES lines, writing it back
+    would lose the rest, so the job fails RESOURCE_LIMIT and writes no fixed image."""
+    from app.plugin.limits import Limits
+
+    base: Path = env["base"]
+    fixed = base / "out" / "limited.raw"
+    fixed.parent.mkdir(exist_ok=True)
+    data = {"image": {"path": str(env["images"]["plain"])}, "output": {"fixed_image": str(fixed)},
+            "operations": [{"type": "set_hostname", "options": {"hostname": "renamed"}}]}
+    ctx = FakeContext([base], base / "work" / "limited", limits=Limits(max_entries=1))
+    with pytest.raises(JobError) as caught:
+        FixHandler().execute(ctx, FixPayloadV1.model_validate(data))
+    assert caught.value.code is ErrorCode.RESOURCE_LIMIT, caught.value
+    assert caught.value.details["limit"] == "GUESTKIT_MAX_ENTRIES" and "rewriting /etc/hosts" in caught.value.message
+    assert not fixed.exists()

@@ -52,7 +52,7 @@ def test_each_include_option_switches_its_section(tmp_path: Path, option: str) -
 def test_all_options_off_keeps_core_facts(tmp_path: Path) -> None:
     truth = make_debian_tree(tmp_path)
     report = inspect_tree(DirectoryTree(tmp_path), InspectOptions(**{name: False for name in SECTIONS}))
-    assert sorted(report) == ["cloud_init", "errors", "kernels", "machine_id", "os", "timezone"]
+    assert sorted(report) == ["cloud_init", "errors", "kernels", "machine_id", "os", "timezone", "truncated"]
     assert report["os"]["hostname"] == truth["hostname"]
 
 

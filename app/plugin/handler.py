@@ -19,6 +19,8 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
+from app.plugin.limits import Limits
+
 
 @dataclass
 class HandlerResult:
@@ -42,6 +44,8 @@ class HandlerContext(Protocol):
     #: backing files an image may have below it (``GUESTKIT_MAX_CHAIN_DEPTH``); 0 = none
     max_chain_depth: int
     max_disk_size_gb: int | None
+    #: what the job may consume (``app.plugin.limits``): guest reads and walks take theirs from here
+    limits: Limits
 
     def report_progress(
         self, phase: str, percent: int, message: str, details: dict[str, Any] | None = None

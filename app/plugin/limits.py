@@ -1,11 +1,16 @@
 """What one job may consume. Each limit is a ``GUESTKIT_<NAME>`` setting with a safe default (the
 README's settings table lists them), enforced in one place:
 
+- ``max_file_bytes``: bytes read from any one guest file (``handlers.tree``: every guest tree's
+  read; a file cut short is listed in the report's ``truncated``);
+- ``max_entries``: entries parsed from any one guest database (packages) or configuration file
+  (lines); the rest is left out, and listed in ``truncated``;
 - ``child_memory_mb``: the address space of a worker's pool child (``RLIMIT_AS``, set in the child
   as it starts: ``app.run.memory``); a job that runs out fails, the child lives on;
 - ``max_result_bytes``: a result document, as compact JSON (``app.run.adapter``).
 
-A job that needs more than a limit allows fails ``RESOURCE_LIMIT`` (``ResourceLimitExceeded``),
+A job that needs more than a limit allows fails ``RESOURCE_LIMIT`` (the two that cut instead let it
+complete, saying what was cut) (``ResourceLimitExceeded``),
 saying which limit, its value and what the job wanted.
 """
 
@@ -22,6 +27,8 @@ MiB = 1024 * 1024
 
 
 class Limits(BaseModel):
+    max_file_bytes: int = Field(default=512 * MiB, gt=0)
+    max_entries: int = Field(default=100_000, gt=0)
     #: 0: no limit
     child_memory_mb: int = Field(default=4096, ge=0)
     max_result_bytes: int = Field(default=64 * MiB, gt=0)

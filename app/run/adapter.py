@@ -243,7 +243,7 @@ class JobTask(Task):
         ctx = JobContext(job, status.attempt, self.results.store, allowed_dirs=self.settings.allowed_dirs,
                          work_root=self.settings.work_dir, max_chain_depth=self.settings.max_chain_depth,
                          send_event=self._send_progress_event,
-                         progress_count=view.progress_count)
+                         progress_count=view.progress_count, limits=self.settings.limits)
         started = status.started_at or utc_now()
         before, peak = _usage(), memory.JobPeak()
         phase = "execution"

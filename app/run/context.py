@@ -12,6 +12,7 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
+from app.plugin.limits import Limits
 from app.plugin.paths import resolve_allowed
 from app.protocol.models import JobDocument, ProgressEvent
 from app.protocol.states import utc_now
@@ -33,7 +34,7 @@ class JobContext:
     def __init__(
         self, job: JobDocument, attempt: int, store: JobStore, *, allowed_dirs: list[Path],
         work_root: Path, max_chain_depth: int = 0, send_event: Callable[..., Any] | None = None,
-        progress_count: int | None = None,
+        progress_count: int | None = None, limits: Limits | None = None,
     ) -> None:
         self.job = job
         self.job_id = job.job_id
@@ -41,6 +42,7 @@ class JobContext:
         self.store = store
         self.allowed_dirs = allowed_dirs
         self.max_chain_depth = max_chain_depth
+        self.limits = limits or Limits()
         self.max_disk_size_gb = job.constraints.maximum_disk_size_gb if job.constraints else None
         self.logger = JobLogger(logger, {"job_id": job.job_id})
         self._work_root = work_root

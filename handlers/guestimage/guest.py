@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.plugin.errors import JobError
+from app.plugin.limits import Limits
 from handlers.tree import read_text
 
 from . import lvm
@@ -54,8 +55,11 @@ class FilesystemInfo:
 class Guest:
     """A disk image opened read-only. Use through ``open_guest``."""
 
-    def __init__(self, image: ImageInfo, dev: BlockDevice, progress: Progress | None = None) -> None:
+    def __init__(self, image: ImageInfo, dev: BlockDevice, progress: Progress | None = None,
+                 limits: Limits | None = None) -> None:
         self.image = image
+        #: what reads through this guest's trees may take (``app.plugin.limits``)
+        self.limits = limits or Limits()
         self.partitions: list[PartitionInfo] = []
         self.filesystems: list[FilesystemInfo] = []
         self.lvm: list[dict[str, Any]] = []
@@ -176,7 +180,7 @@ class Guest:
 
     def filesystem_tree(self, device: str) -> GuestView:
         """One filesystem on its own, as a guest tree rooted at its top directory."""
-        return GuestView({"/": self._fs(device)})
+        return GuestView({"/": self._fs(device)}, self.limits)
 
     def _looks_like_root(self, device: str) -> bool:
         try:
@@ -237,7 +241,7 @@ class Guest:
         self.root_device = root
         mounts: dict[str, Filesystem] = {"/": self._fs(root)}
         self.mountpoints = {"/": root}
-        text = read_text(GuestView(mounts), "/etc/fstab")
+        text = read_text(GuestView(mounts, self.limits), "/etc/fstab")
         self.fstab = parse_fstab(text or "")
         for entry in self.fstab:
             point = os.path.normpath(entry.mountpoint) if entry.mountpoint.startswith("/") else ""
@@ -251,7 +255,7 @@ class Guest:
                 continue
             mounts[point] = self._fs(device)
             self.mountpoints[point] = device
-        self._root_view = GuestView(mounts)
+        self._root_view = GuestView(mounts, self.limits)
         self._report(90, "root filesystem found")
         return self._root_view
 
@@ -262,7 +266,8 @@ class Guest:
 
 @contextmanager
 def open_guest(path: str | Path, fmt: str | None = None, *, progress: Progress | None = None,
-               max_size_bytes: int | None = None, policy: ImagePolicy | None = None) -> Iterator[Guest]:
+               max_size_bytes: int | None = None, policy: ImagePolicy | None = None,
+               limits: Limits | None = None) -> Iterator[Guest]:
     """Open a disk image read-only. Raises JobError (IMAGE_NOT_FOUND, UNSUPPORTED_IMAGE, IMAGE_NOT_ALLOWED).
 
     What the image may make qemu open is decided by ``policy`` (``trust.pinned_image``); without
@@ -273,13 +278,13 @@ def open_guest(path: str | Path, fmt: str | None = None, *, progress: Progress |
     if progress is not None:
         progress(5, "reading image format")
     with pinned_image(path, fmt, policy) as image:
-        with open_pinned(image, progress=progress, max_size_bytes=max_size_bytes) as guest:
+        with open_pinned(image, progress=progress, max_size_bytes=max_size_bytes, limits=limits) as guest:
             yield guest
 
 
 @contextmanager
 def open_pinned(image: PinnedImage, *, progress: Progress | None = None,
-                max_size_bytes: int | None = None) -> Iterator[Guest]:
+                max_size_bytes: int | None = None, limits: Limits | None = None) -> Iterator[Guest]:
     """A guest over an image already checked and opened by ``trust.pinned_image``."""
     info = image.info
     assert info is not None
@@ -292,7 +297,7 @@ def open_pinned(image: PinnedImage, *, progress: Progress | None = None,
     only_file = info.format == "raw" and len(info.chain) == 1
     dev = RawFileDevice(image.raw_path) if only_file else CachedDevice(NbdDevice(image.qemu_name, info.format))
     try:
-        guest = Guest(info, dev, progress)
+        guest = Guest(info, dev, progress, limits)
     except BaseException:
         dev.close()
         raise

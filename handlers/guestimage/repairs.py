@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from app.plugin.errors import ErrorCode
+from app.plugin.limits import ResourceLimitExceeded
 from handlers.tree import read_text
 
 from .extwrite import ExtWriteError, ExtWriter, FatWriter
@@ -57,7 +58,13 @@ def _read_named(guest: Guest, path: str, options: dict[str, Any]) -> str | None:
         if not options.get("replace_link", False):
             raise _link_refused(guest, path)
         return None
-    return read_text(tree, path)
+    text = read_text(tree, path)
+    cut = next((entry for entry in tree.truncated if entry["file"] == path), None)
+    if cut is not None:  # rewriting what was read would lose the rest of the file
+        name = cut["limit"].removeprefix("GUESTKIT_").lower()
+        raise ResourceLimitExceeded(f"rewriting {path}", name, cut["value"], cut["found"],
+                                    "bytes" if name == "max_file_bytes" else "lines")
+    return text
 
 
 @dataclass
@@ -95,9 +102,9 @@ def file_state(guest: Guest, path: str) -> dict[str, Any]:
                              "gid": info.gid, "size": info.size}
     if info.type == "symlink":
         state["target"] = tree.readlink(path)
-    elif info.type == "file":
+    elif info.type == "file":  # a file longer than the job may read has no checksum here
         data = tree.read_bytes(path) or b""
-        state["sha256"] = hashlib.sha256(data).hexdigest()
+        state["sha256"] = hashlib.sha256(data).hexdigest() if len(data) == info.size else None
     return state
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from handlers.tree import FileInfo, FileType, resolve_path
+from typing import Any
+
+from app.plugin.limits import Limits
+from handlers.tree import FileInfo, FileType, capped, resolve_path
 
 from .fsentry import Filesystem
 
@@ -10,10 +13,12 @@ from .fsentry import Filesystem
 class GuestView:
     """Implements ``handlers.tree.GuestTree`` over one or more mounted filesystems."""
 
-    def __init__(self, mounts: dict[str, Filesystem]) -> None:
+    def __init__(self, mounts: dict[str, Filesystem], limits: Limits | None = None) -> None:
         if "/" not in mounts:
             raise ValueError("a root filesystem is required")
         self.mounts = dict(sorted(mounts.items(), key=lambda item: -len(item[0])))
+        self.limits = limits or Limits()
+        self.truncated: list[dict[str, Any]] = []
 
     def locate(self, canonical: str) -> tuple[Filesystem, str]:
         """The filesystem holding a canonical guest path, and the path inside it."""
@@ -49,7 +54,10 @@ class GuestView:
         if canonical is None:
             return None
         fs, inner = self.locate(canonical)
-        return fs.read(inner, limit)
+        entry = fs.entry(inner)
+        if entry is None:
+            return None
+        return fs.read(inner, capped(self, path, entry.info.size, limit))
 
     def listdir(self, path: str) -> list[str] | None:
         canonical = self.resolve(path, follow=True)

@@ -8,15 +8,12 @@ One block per package, blocks apart by an empty line, each line ``<letter>:<valu
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from handlers.tree import GuestTree, read_text
+from handlers.tree import GuestTree, note_truncation, read_text
 
 APK_INSTALLED = "/lib/apk/db/installed"
-#: an installed database lists every file of every package: tens of MiB on a large guest
-MAX_APK_DB_BYTES = 256 * 1024 * 1024
-#: packages read from one database at most
-MAX_PACKAGES = 200_000
 
 
 def split_apk_version(text: str) -> tuple[str, str | None]:
@@ -41,33 +38,33 @@ def _package(fields: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def parse_apk_installed(text: str) -> list[dict[str, Any]]:
-    """The packages of an apk ``installed`` database, in file order (at most ``MAX_PACKAGES``)."""
+def parse_apk_installed(text: str, most: int | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The packages of an apk ``installed`` database in file order, the first ``most`` of them, and
+    how many it lists."""
     packages: list[dict[str, Any]] = []
+    listed = 0
     fields: dict[str, str] = {}
-    for line in [*text.splitlines(), ""]:
+    for line in itertools.chain(text.splitlines(), [""]):
         if not line.strip():
-            if fields.get("P") and len(packages) < MAX_PACKAGES:
-                packages.append(_package(fields))
+            if fields.get("P"):
+                listed += 1
+                if most is None or len(packages) < most:
+                    packages.append(_package(fields))
             fields = {}
             continue
         key, sep, value = line.partition(":")
         if sep and len(key) == 1:
             fields.setdefault(key, value.strip())  # the package's own lines come before its files'
-    return packages
+    return packages, listed
 
 
 def read_apk_packages(tree: GuestTree) -> tuple[list[dict[str, Any]], str | None] | None:
-    """(packages, warning) of the guest's apk database; None when it has none. A database larger
-    than ``MAX_APK_DB_BYTES`` is read that far, and the warning says so."""
-    info = tree.stat(APK_INSTALLED)
-    text = read_text(tree, APK_INSTALLED, limit=MAX_APK_DB_BYTES)
+    """(packages, warning) of the guest's apk database; None when it has none."""
+    text = read_text(tree, APK_INSTALLED, config=False)
     if text is None:
         return None
-    packages = parse_apk_installed(text)
-    warning = None
-    if info is not None and info.size > MAX_APK_DB_BYTES:
-        warning = f"{APK_INSTALLED}: {info.size} bytes, only the first {MAX_APK_DB_BYTES} were read"
-    elif len(packages) >= MAX_PACKAGES:
-        warning = f"{APK_INSTALLED}: more than {MAX_PACKAGES} packages; the rest were not read"
-    return packages, warning
+    most = tree.limits.max_entries
+    packages, listed = parse_apk_installed(text, most)
+    if listed > most:
+        note_truncation(tree, APK_INSTALLED, "max_entries", most, listed)
+    return packages, None

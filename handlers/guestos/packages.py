@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 from handlers.guestos.apkdb import APK_INSTALLED, read_apk_packages
 from handlers.guestos.common import split_epoch_version
 from handlers.guestos.pacmandb import PACMAN_LOCAL, read_pacman_packages
 from handlers.guestos.rpmdb import read_rpm_packages
-from handlers.tree import GuestTree, read_text
+from handlers.tree import GuestTree, note_truncation, read_text
 
 DPKG_STATUS = "/var/lib/dpkg/status"
-#: a status file with tens of thousands of packages is ~100 MiB
-MAX_STATUS_BYTES = 512 * 1024 * 1024
 _INSTALLED = ("installed",)
 
 
-def parse_dpkg_status(text: str) -> list[dict[str, Any]]:
-    """Installed packages of a dpkg status file (``Status: ... installed``), sorted by name and arch."""
+def _stanzas(text: str) -> Iterator[str]:
+    """The stanzas of a dpkg status file, one at a time (a split would copy the whole file at once)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n\n", start)
+        end = len(text) if end < 0 else end
+        yield text[start:end]
+        start = end + 2
+
+
+def parse_dpkg_status(text: str, most: int | None = None) -> list[dict[str, Any]]:
+    """Installed packages of a dpkg status file (``Status: ... installed``) among its first ``most``
+    stanzas, sorted by name and arch."""
     packages = []
-    for stanza in text.split("\n\n"):
+    for stanza in itertools.islice(_stanzas(text), most):
         fields: dict[str, str] = {}
         for line in stanza.splitlines():
             if line and not line[0].isspace() and ":" in line:
@@ -40,9 +51,13 @@ def sort_packages(packages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def read_packages(tree: GuestTree) -> dict[str, Any]:
     """``{"format", "source", "packages", "warning"}``; format None when no database was found."""
-    status = read_text(tree, DPKG_STATUS, limit=MAX_STATUS_BYTES)
+    status = read_text(tree, DPKG_STATUS, config=False)
     if status is not None:
-        return {"format": "deb", "source": DPKG_STATUS, "packages": parse_dpkg_status(status), "warning": None}
+        most = tree.limits.max_entries
+        stanzas = status.count("\nPackage:") + status.startswith("Package:")
+        if stanzas > most:
+            note_truncation(tree, DPKG_STATUS, "max_entries", most, stanzas)
+        return {"format": "deb", "source": DPKG_STATUS, "packages": parse_dpkg_status(status, most), "warning": None}
     rpmdb = read_rpm_packages(tree)
     if rpmdb is not None:
         path, rpms, warning = rpmdb

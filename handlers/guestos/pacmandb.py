@@ -13,13 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.guestos.common import split_epoch_version
-from handlers.tree import GuestTree, read_text
+from handlers.tree import GuestTree, note_truncation, read_text
 
 PACMAN_LOCAL = "/var/lib/pacman/local"
 #: one package's desc: a few hundred bytes, a few KiB with a long dependency list
 MAX_DESC_BYTES = 1024 * 1024
-#: packages read from one database at most
-MAX_PACKAGES = 200_000
 
 
 def parse_desc(text: str) -> dict[str, list[str]]:
@@ -70,12 +68,12 @@ def read_pacman_packages(tree: GuestTree) -> tuple[list[dict[str, Any]], str | N
     if entries is None:
         return None
     packages, unreadable = [], []
-    for entry in sorted(entries):
-        if len(packages) >= MAX_PACKAGES:
-            return packages, f"{PACMAN_LOCAL}: more than {MAX_PACKAGES} packages; the rest were not read"
-        if entry == "ALPM_DB_VERSION":
-            continue
-        text = read_text(tree, f"{PACMAN_LOCAL}/{entry}/desc", limit=MAX_DESC_BYTES)
+    folders = sorted(entry for entry in entries if entry != "ALPM_DB_VERSION")
+    most = tree.limits.max_entries
+    if len(folders) > most:
+        note_truncation(tree, PACMAN_LOCAL, "max_entries", most, len(folders))
+    for entry in folders[:most]:
+        text = read_text(tree, f"{PACMAN_LOCAL}/{entry}/desc", limit=MAX_DESC_BYTES, config=False)
         package = package_from_desc(text) if text is not None else None
         if package is None:
             unreadable.append(entry)

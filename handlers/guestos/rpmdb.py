@@ -23,8 +23,8 @@ from typing import Any
 
 from handlers.guestos.rpmdb_bdb import bdb_headers
 from handlers.guestos.rpmdb_ndb import ndb_headers
-from handlers.guestos.rpmheader import PartialRead, RpmError, packages_from_headers
-from handlers.tree import GuestTree
+from handlers.guestos.rpmheader import PartialRead, RpmError, TooManyPackages, packages_from_headers
+from handlers.tree import GuestTree, note_truncation
 
 #: (guest path, format), in the order a guest is searched (newest format first)
 RPMDB_FILES = (
@@ -32,17 +32,14 @@ RPMDB_FILES = (
     ("/var/lib/rpm/Packages.db", "ndb"), ("/usr/lib/sysimage/rpm/Packages.db", "ndb"),
     ("/var/lib/rpm/Packages", "bdb"), ("/usr/lib/sysimage/rpm/Packages", "bdb"),
 )
-#: larger databases are refused rather than copied (a real one with thousands of packages is < 300 MiB)
-MAX_RPMDB_BYTES = 1024 * 1024 * 1024
-#: packages read from one database at most
-MAX_PACKAGES = 200_000
 #: sqlite virtual-machine steps between checks of the time budget, and the budget itself
 _PROGRESS_STEPS = 100_000
 QUERY_SECONDS = 120.0
 
 
-def read_rpm_sqlite(database: bytes, wal: bytes | None = None) -> list[bytes]:
-    """The header blobs of an rpm sqlite database (``wal``: its write-ahead log, read with it).
+def read_rpm_sqlite(database: bytes, wal: bytes | None = None, most: int = 100_000) -> list[bytes]:
+    """The header blobs of an rpm sqlite database (``wal``: its write-ahead log, read with it), at
+    most ``most`` of them (``TooManyPackages`` beyond).
 
     Both are written into a private directory and opened read-only there (sqlite makes its shared
     memory file beside them). The database comes from the guest, so it is distrusted: ``Packages``
@@ -62,15 +59,15 @@ def read_rpm_sqlite(database: bytes, wal: bytes | None = None) -> list[bytes]:
             kind = db.execute("SELECT type FROM sqlite_master WHERE name = 'Packages'").fetchone()
             if kind is None or kind[0] != "table":
                 raise RpmError(f"no Packages table in the rpm database (found {kind[0] if kind else 'nothing'})")
-            rows = db.execute("SELECT blob FROM Packages ORDER BY hnum LIMIT ?", (MAX_PACKAGES + 1,)).fetchall()
+            rows = db.execute("SELECT blob FROM Packages ORDER BY hnum LIMIT ?", (most + 1,)).fetchall()
         except sqlite3.Error as exc:
             raise RpmError(str(exc)) from exc
         finally:
             db.close()
     finally:
         shutil.rmtree(private, ignore_errors=True)
-    if len(rows) > MAX_PACKAGES:
-        raise RpmError(f"more than {MAX_PACKAGES} packages")
+    if len(rows) > most:
+        raise TooManyPackages(most)
     return [bytes(blob) for (blob,) in rows]
 
 
@@ -78,16 +75,17 @@ def _sqlite_headers(tree: GuestTree, path: str, data: bytes) -> tuple[list[bytes
     wal_info = tree.stat(path + "-wal")
     wal = None
     if wal_info is not None and wal_info.type == "file" and wal_info.size:
-        if wal_info.size > MAX_RPMDB_BYTES:
-            raise RpmError(f"{path}-wal is over the {MAX_RPMDB_BYTES} byte limit")
-        wal = tree.read_bytes(path + "-wal", limit=MAX_RPMDB_BYTES)
-    return read_rpm_sqlite(data, wal), []
+        if wal_info.size > tree.limits.max_file_bytes:
+            note_truncation(tree, path + "-wal", "max_file_bytes", tree.limits.max_file_bytes, wal_info.size)
+            raise RpmError(f"{path}-wal is over the {tree.limits.max_file_bytes} byte limit")
+        wal = tree.read_bytes(path + "-wal")
+    return read_rpm_sqlite(data, wal, tree.limits.max_entries), []
 
 
 _READERS: dict[str, Callable[[GuestTree, str, bytes], tuple[list[bytes], list[str]]]] = {
     "sqlite": _sqlite_headers,
-    "ndb": lambda _tree, _path, data: ndb_headers(data, MAX_PACKAGES),
-    "bdb": lambda _tree, _path, data: (bdb_headers(data, MAX_PACKAGES), []),
+    "ndb": lambda tree, _path, data: ndb_headers(data, tree.limits.max_entries),
+    "bdb": lambda tree, _path, data: (bdb_headers(data, tree.limits.max_entries), []),
 }
 
 
@@ -98,14 +96,19 @@ def read_rpm_packages(tree: GuestTree) -> tuple[str, list[dict[str, Any]], str |
         info = tree.stat(path)
         if info is None or info.type != "file":
             continue
-        if info.size > MAX_RPMDB_BYTES:
-            return path, [], f"{path} is {info.size} bytes, over the {MAX_RPMDB_BYTES} byte limit"
-        data = tree.read_bytes(path, limit=MAX_RPMDB_BYTES + 1) or b""
+        cap = tree.limits.max_file_bytes
+        if info.size > cap:  # a database cut short cannot be read
+            note_truncation(tree, path, "max_file_bytes", cap, info.size)
+            return path, [], f"{path} is {info.size} bytes, over the {cap} byte limit: not read"
+        data = tree.read_bytes(path) or b""
         try:
             blobs, problems = _READERS[kind](tree, path, data)
             packages = packages_from_headers(blobs)
         except PartialRead as partial:
             return path, partial.packages, f"{path}: {partial}"
+        except TooManyPackages as exc:
+            note_truncation(tree, path, "max_entries", exc.most, None)
+            return path, [], f"{path} holds more than {exc.most} packages: not read"
         except RpmError as exc:
             return path, [], f"{path} ({kind}) could not be read: {exc}"
         warning = f"{path}: {len(problems)} package(s) left out: {'; '.join(problems[:5])}" if problems else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from handlers.guestos.rpmheader import RpmError
+from handlers.guestos.rpmheader import RpmError, TooManyPackages
 
 HASH_MAGIC = 0x061561
 P_HASH_UNSORTED, P_OVERFLOW, P_HASHMETA, P_HASH = 2, 7, 8, 13
@@ -142,5 +142,5 @@ def bdb_headers(data: bytes, limit: int) -> list[bytes]:
             continue  # the legacy record counting header numbers
         found.append((number, value))
         if len(found) > limit:
-            raise RpmError(f"more than {limit} packages")
+            raise TooManyPackages(limit)
     return [blob for _, blob in sorted(found)]

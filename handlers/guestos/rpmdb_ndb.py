@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from handlers.guestos.rpmheader import RpmError
+from handlers.guestos.rpmheader import RpmError, TooManyPackages
 
 SLOT_PAGE = 4096
 SLOT = 16
@@ -52,7 +52,7 @@ def ndb_headers(data: bytes, limit: int) -> tuple[list[bytes], list[str]]:
         except RpmError as exc:
             problems.append(str(exc))
         if len(found) + len(problems) > limit:
-            raise RpmError(f"more than {limit} packages")
+            raise TooManyPackages(limit)
     return [found[index] for index in sorted(found)], problems
 
 

@@ -24,6 +24,14 @@ class RpmError(ValueError):
     """A header blob or an rpm database that cannot be read."""
 
 
+class TooManyPackages(RpmError):
+    """The database holds more packages than the job may read."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__(f"more than {most} packages")
+        self.most = most
+
+
 class PartialRead(RpmError):
     """Some headers were unreadable; ``packages`` holds the others."""
 
