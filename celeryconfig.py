@@ -72,6 +72,10 @@ guestkit_retry_backoff = float(_env("GUESTKIT_RETRY_BACKOFF", "1.0"))
 guestkit_max_file_bytes = int(_env("GUESTKIT_MAX_FILE_BYTES", str(512 * 1024 * 1024)))
 #: entries parsed from any one guest database (packages) or configuration file (lines)
 guestkit_max_entries = int(_env("GUESTKIT_MAX_ENTRIES", "100000"))
+#: free space in MiB every output (converted image, fixed image, backup) must leave on its file system
+guestkit_output_reserve_mb = int(_env("GUESTKIT_OUTPUT_RESERVE_MB", "1024"))
+#: MiB a job may write into its work directory (fix's raw working copy of the image)
+guestkit_max_work_dir_mb = int(_env("GUESTKIT_MAX_WORK_DIR_MB", "65536"))
 #: address space of each pool child in MiB (RLIMIT_AS, qemu-img and qemu-nbd included); 0: no limit
 guestkit_child_memory_mb = int(_env("GUESTKIT_CHILD_MEMORY_MB", "4096"))
 #: size of one result document (compact JSON) in bytes

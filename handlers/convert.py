@@ -10,9 +10,9 @@ from pydantic import BaseModel
 
 from app.plugin.errors import ErrorCode, JobError
 from app.plugin.handler import Handler, HandlerContext, HandlerResult
-from app.plugin.outputs import JobPaths, StagedOutput
+from app.plugin.outputs import JobPaths, StagedOutput, check_room
 from handlers.guestimage import ImageInfo, pinned_image, verify_checksum
-from handlers.guestimage.qemu import COMPRESSION_OPTIONS, compare_images, convert_image
+from handlers.guestimage.qemu import COMPRESSION_OPTIONS, compare_images, convert_image, measure_image
 from handlers.imagejob import image_policy
 from handlers.payloads import ConvertPayloadV1
 
@@ -52,6 +52,9 @@ class ConvertHandler(Handler):
         with pinned_image(source, payload.source.format, image_policy(ctx)) as image:
             assert image.info is not None
             check_image_size(ctx, image.info)
+            need = measure_image(image.qemu_name, image.info.format, payload.target.format,
+                                 sparse=payload.options.preserve_sparse)
+            check_room({target: need}, ctx.limits.output_reserve_mb)
             with paths.stage(target, overwrite=overwrite) as staged:
                 compress, verified, notes = self._convert(ctx, payload, image.qemu_name, image.info, staged)
         with pinned_image(target, payload.target.format, image_policy(ctx)) as written:

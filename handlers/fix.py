@@ -11,11 +11,12 @@ from pydantic import BaseModel
 
 from app.plugin.errors import ErrorCode, JobError
 from app.plugin.handler import Handler, HandlerContext, HandlerResult
-from app.plugin.outputs import JobPaths
+from app.plugin.limits import ResourceLimitExceeded
+from app.plugin.outputs import JobPaths, check_room
 from handlers.convert import check_image_size
 from handlers.guestimage import ImageInfo, PinnedImage, open_guest, open_pinned, pinned_image, verify_checksum
 from handlers.guestimage.extwrite import ExtWriteError, ExtWriter
-from handlers.guestimage.qemu import COMPRESSION_OPTIONS, convert_image
+from handlers.guestimage.qemu import COMPRESSION_OPTIONS, convert_image, measure_image
 from handlers.guestimage.repairs import PLANNERS, Plan, RepairError, apply_edits
 from handlers.imagejob import image_policy
 from handlers.payloads import FixOperation, FixPayloadV1
@@ -74,6 +75,25 @@ class _Paths:
                                          overwrite_option="output.overwrite")
 
 
+MiB = 1024 * 1024
+
+
+def _check_room(ctx: HandlerContext, paths: _Paths, image: PinnedImage, work: Path) -> None:
+    """The raw working copy within the work directory's limit, and the working copy, the fixed
+    image and the backup each with room on their file systems, before anything is written."""
+    info = image.info
+    assert info is not None and paths.output is not None
+    need = measure_image(image.qemu_name, info.format, "raw")
+    limit = ctx.limits.max_work_dir_mb
+    if need > limit * MiB:
+        raise ResourceLimitExceeded("the raw working copy of the image", "max_work_dir_mb", limit,
+                                    -(-need // MiB), "MiB")
+    needs = {work: need, paths.output: measure_image(image.qemu_name, info.format, info.format)}
+    if paths.backup is not None:
+        needs[paths.backup] = info.actual_size or 0
+    check_room(needs, ctx.limits.output_reserve_mb)
+
+
 class FixHandler(Handler):
     operation = "guestkit.fix"
     payload_models = {1: FixPayloadV1}
@@ -103,6 +123,7 @@ class FixHandler(Handler):
             if payload.dry_run:
                 return self._dry_run(ctx, payload, paths, image, started)
             work = ctx.work_dir / f"fix-{ctx.job_id}.raw"
+            _check_room(ctx, paths, image, work)
             try:
                 return self._fix(ctx, payload, paths, image, work, started)
             finally:

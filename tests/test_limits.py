@@ -4,18 +4,23 @@ job normally; and a result's peak memory is the job's own, serialisation include
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.intake import api
-from tests.conftest import WorkerPool, WorkerProcess, make_job, routed
+from tests.conftest import SESSION_DIR, WorkerPool, WorkerProcess, make_job, routed
 
 POOL = f"limits-{uuid.uuid4().hex[:6]}"
+TIGHT_POOL = f"tight-{uuid.uuid4().hex[:6]}"
+MiB = 1024 * 1024
 CHILD_MEMORY_MB = 768
 MAX_RESULT_BYTES = 96 * 1024 * 1024
 
@@ -83,3 +88,76 @@ print("ok", len(encoded))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("ok "), (done.returncode, done.stderr[-2000:])
+
+
+# --- outputs: room on the target's file system, the work directory ---------------------------
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """Images holding 64, 4 and 48 MiB of data, and then a worker whose file systems are nearly
+    full: the reserve it must keep is all but 40 MiB of what is free where the tests write (as a
+    small disk would be), and its work directory may take 32 MiB."""
+    images = {name: _qcow2(SESSION_DIR / f"{name}-{uuid.uuid4().hex[:6]}.qcow2", "", data_mb=size)
+              for name, size in (("big", 64), ("small", 4), ("fixme", 48))}
+    free_mb = shutil.disk_usage(SESSION_DIR).free // MiB
+    pool = WorkerPool(tmp_path_factory.mktemp("tight-workers"))
+    pool(concurrency=1, env={"GUESTKIT_POOLS": TIGHT_POOL, "GUESTKIT_OUTPUT_RESERVE_MB": str(free_mb - 40),
+                             "GUESTKIT_MAX_WORK_DIR_MB": "32"})
+    yield images
+    pool.kill_all()
+
+
+def _qcow2(path: Path, virtual: str, data_mb: int = 0) -> Path:
+    """A qcow2 of ``virtual`` size, or one holding ``data_mb`` MiB of data that neither compresses nor
+    deduplicates: it takes its size in any output."""
+    if not data_mb:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), virtual], check=True)
+        return path
+    raw = path.with_suffix(".data")
+    raw.write_bytes(os.urandom(data_mb * MiB))
+    subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(path)], check=True)
+    raw.unlink()
+    return path
+
+
+def _run(operation: str, data: dict[str, Any], pool: str) -> dict[str, Any]:
+    return api.submit(routed(make_job(operation, data), pool)).result(timeout=120)
+
+
+def test_a_tiny_image_of_a_huge_virtual_size_is_not_converted_to_fill_the_disk(worker: WorkerProcess) -> None:
+    source = _qcow2(SESSION_DIR / f"huge-{uuid.uuid4().hex[:6]}.qcow2", "4T")
+    target = source.with_suffix(".raw")
+    result = _run("guestkit.convert", {"source": {"path": str(source), "format": "qcow2"},
+                                       "target": {"path": str(target), "format": "raw"},
+                                       "options": {"preserve_sparse": False}}, POOL)
+    assert result["status"] == "failed" and result["error"]["code"] == "RESOURCE_LIMIT", result
+    details = result["error"]["details"]
+    assert details["limit"] == "GUESTKIT_OUTPUT_RESERVE_MB" and details["wanted"] == 4 * 1024 ** 4
+    assert str(target) in result["error"]["message"] and not target.exists()
+    sparse = _run("guestkit.convert", {"source": {"path": str(source), "format": "qcow2"},
+                                       "target": {"path": str(target), "format": "raw"}}, POOL)
+    assert sparse["status"] == "completed", sparse  # written with holes, it takes nothing
+
+
+def test_an_output_that_would_leave_less_than_the_reserve_is_refused(tight: dict[str, Path]) -> None:
+    target = tight["big"].with_suffix(".vmdk")
+    result = _run("guestkit.convert", {"source": {"path": str(tight["big"]), "format": "qcow2"},
+                                       "target": {"path": str(target), "format": "vmdk"}}, TIGHT_POOL)
+    assert result["status"] == "failed" and result["error"]["code"] == "RESOURCE_LIMIT", result
+    details = result["error"]["details"]
+    assert details["limit"] == "GUESTKIT_OUTPUT_RESERVE_MB" and details["wanted"] >= 64 * MiB
+    assert details["free"] - details["value"] * MiB < details["wanted"] and not target.exists()
+    done = _run("guestkit.convert", {"source": {"path": str(tight["small"]), "format": "qcow2"},
+                                     "target": {"path": str(tight["small"].with_suffix(".vmdk")), "format": "vmdk"}},
+                TIGHT_POOL)
+    assert done["status"] == "completed", done  # the same worker, an output that fits
+
+
+def test_a_fix_whose_working_copy_outgrows_the_work_directory_is_refused(tight: dict[str, Path]) -> None:
+    fixed = tight["fixme"].with_name(tight["fixme"].stem + "-fixed.qcow2")
+    result = _run("guestkit.fix", {"image": {"path": str(tight["fixme"]), "format": "qcow2"},
+                                   "operations": [{"type": "set_hostname", "options": {"hostname": "x"}}],
+                                   "output": {"fixed_image": str(fixed)}}, TIGHT_POOL)
+    assert result["status"] == "failed" and result["error"]["code"] == "RESOURCE_LIMIT", result
+    details = result["error"]["details"]
+    assert details["limit"] == "GUESTKIT_MAX_WORK_DIR_MB" and details["value"] == 32 and details["wanted"] >= 48
+    assert not fixed.exists()

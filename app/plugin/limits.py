@@ -5,6 +5,9 @@ README's settings table lists them), enforced in one place:
   read; a file cut short is listed in the report's ``truncated``);
 - ``max_entries``: entries parsed from any one guest database (packages) or configuration file
   (lines); the rest is left out, and listed in ``truncated``;
+- ``output_reserve_mb``: free space every output must leave on its file system (``app.plugin.outputs.
+  check_room``, before the first byte is written: convert's target, fix's fixed image and backup);
+- ``max_work_dir_mb``: what a job may write into its work directory (fix's working copy);
 - ``child_memory_mb``: the address space of a worker's pool child (``RLIMIT_AS``, set in the child
   as it starts: ``app.run.memory``); a job that runs out fails, the child lives on;
 - ``max_result_bytes``: a result document, as compact JSON (``app.run.adapter``).
@@ -29,6 +32,8 @@ MiB = 1024 * 1024
 class Limits(BaseModel):
     max_file_bytes: int = Field(default=512 * MiB, gt=0)
     max_entries: int = Field(default=100_000, gt=0)
+    output_reserve_mb: int = Field(default=1024, ge=0)
+    max_work_dir_mb: int = Field(default=65536, gt=0)
     #: 0: no limit
     child_memory_mb: int = Field(default=4096, ge=0)
     max_result_bytes: int = Field(default=64 * MiB, gt=0)

@@ -6,6 +6,9 @@ inode: a ``..``, a symlink or a hard link is the same file), naming both fields
 (``VALIDATION_ERROR``), or that exists already unless the operation's overwrite option says
 otherwise (``OUTPUT_EXISTS``). Roles are the payload's field names (``target.path``).
 
+``check_room`` refuses (``RESOURCE_LIMIT``) to begin an output that may not fit on its file system
+while leaving ``GUESTKIT_OUTPUT_RESERVE_MB`` free there.
+
 ``StagedOutput`` writes one output: into a private directory (mode 0700, random name) made
 beside the target, opened by descriptor, then ``renameat`` into the target's directory, which is
 also held open by descriptor and checked by where it really is. A symlink planted at a guessable
@@ -25,6 +28,34 @@ from typing import Any
 from app.plugin.atomic import CREATE_FLAGS, rename_noreplace, write_all
 from app.plugin.errors import ErrorCode, JobError
 from app.plugin.paths import resolve_allowed, within
+
+MiB = 1024 * 1024
+
+
+def check_room(needs: dict[Path, int], reserve_mb: int) -> None:
+    """Refuse to begin writing unless each output fits: ``needs`` maps each file to be written
+    (or its directory) to the bytes it may take; outputs on one file system are counted together,
+    and ``reserve_mb`` MiB must stay free there (``RESOURCE_LIMIT`` otherwise, naming the file
+    system's free space, what the job wanted and the reserve)."""
+    by_device: dict[int, tuple[list[Path], int, int]] = {}
+    for path, wanted in needs.items():
+        folder = path
+        while not folder.is_dir() and folder != folder.parent:  # the directory it will be made in
+            folder = folder.parent
+        stats = os.statvfs(folder)
+        device = folder.stat().st_dev
+        paths, total, free = by_device.get(device, ([], 0, stats.f_bavail * stats.f_frsize))
+        by_device[device] = ([*paths, path], total + wanted, free)
+    for paths, wanted, free in by_device.values():
+        room = free - reserve_mb * MiB
+        if wanted > room:
+            names = ", ".join(str(p) for p in paths)
+            raise JobError(ErrorCode.RESOURCE_LIMIT,
+                           f"writing {names} may need {wanted} bytes; its file system has {free} bytes free, and "
+                           f"GUESTKIT_OUTPUT_RESERVE_MB keeps {reserve_mb} MiB of them free",
+                           details={"limit": "GUESTKIT_OUTPUT_RESERVE_MB", "value": reserve_mb, "unit": "MiB",
+                                    "wanted": wanted, "free": free, "paths": [str(p) for p in paths]},
+                           recoverable=False)
 
 
 def _refuse(code: ErrorCode, message: str, **details: Any) -> JobError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -92,6 +93,24 @@ def convert_image(source: str | Path, source_format: str, target: str | Path, ta
     if code != 0:
         raise JobError(ErrorCode.EXECUTION_ERROR, f"qemu-img convert failed: {err.strip()[:500]}",
                        details={"command": command, "exit_code": code}, recoverable=False)
+
+
+def measure_image(source: str | Path, source_format: str, target_format: str, *, sparse: bool = True) -> int:
+    """Bytes a conversion of ``source`` to ``target_format`` may take on disk (``qemu-img measure``'s
+    required size): a raw target written without holes takes its whole virtual size; any other
+    target (a sparse raw file, or a format qemu-img cannot measure: vmdk, vhdx, vdi) is measured as
+    qcow2, which allocates what the source holds, as they do."""
+    measured = "raw" if target_format == "raw" and not sparse else "qcow2"
+    command = ["qemu-img", "measure", "--output=json", *_format_args("-f", source, source_format), "-O", measured,
+               os.fspath(source)]
+    code, out, err = run_cancellable(command)
+    try:
+        if code != 0:
+            raise ValueError(err.strip()[:500])
+        return int(json.loads(out)["required"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise JobError(ErrorCode.EXECUTION_ERROR, f"qemu-img measure failed: {exc}",
+                       details={"command": command, "exit_code": code}, recoverable=False) from None
 
 
 def compare_images(first: str | Path, first_format: str, second: str | Path, second_format: str, *,
