@@ -72,6 +72,11 @@ guestkit_retry_backoff = float(_env("GUESTKIT_RETRY_BACKOFF", "1.0"))
 guestkit_max_file_bytes = int(_env("GUESTKIT_MAX_FILE_BYTES", str(512 * 1024 * 1024)))
 #: entries parsed from any one guest database (packages) or configuration file (lines)
 guestkit_max_entries = int(_env("GUESTKIT_MAX_ENTRIES", "100000"))
+#: directory levels below its start, and entries, one walk of a guest's tree looks at
+guestkit_max_tree_depth = int(_env("GUESTKIT_MAX_TREE_DEPTH", "64"))
+guestkit_max_tree_entries = int(_env("GUESTKIT_MAX_TREE_ENTRIES", "200000"))
+#: partitions and logical volumes looked at in one image
+guestkit_max_volumes = int(_env("GUESTKIT_MAX_VOLUMES", "256"))
 #: free space in MiB every output (converted image, fixed image, backup) must leave on its file system
 guestkit_output_reserve_mb = int(_env("GUESTKIT_OUTPUT_RESERVE_MB", "1024"))
 #: MiB a job may write into its work directory (fix's raw working copy of the image)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from app.plugin.errors import ErrorCode, JobError
 from app.plugin.handler import HandlerContext
-from app.plugin.outputs import JobPaths, StagedOutput
+from app.plugin.limits import ResourceLimitExceeded
+from app.plugin.outputs import JobPaths, StagedOutput, check_room
 from handlers.payloads import ImageRef, OutputSpec
 from handlers.tree import GuestTree
 
@@ -102,10 +103,17 @@ def report_destination(ctx: HandlerContext, output: OutputSpec, images: dict[str
 
 
 def write_output(ctx: HandlerContext, destination: Path | None, overwrite: bool, data: dict[str, Any]) -> str | None:
-    """Write ``data`` as JSON to the checked ``destination`` (``report_destination``); its path."""
+    """Write ``data`` as JSON to the checked ``destination`` (``report_destination``); its path. A
+    report larger than a result may be (``max_result_bytes``) is not written: the job fails
+    ``RESOURCE_LIMIT``, as its result would."""
     if destination is None:
         return None
+    encoded = (json.dumps(data, indent=2, default=str) + "\n").encode()
+    if len(encoded) > ctx.limits.max_result_bytes:
+        raise ResourceLimitExceeded(f"the report {destination}", "max_result_bytes", ctx.limits.max_result_bytes,
+                                    len(encoded))
+    check_room({destination: len(encoded)}, ctx.limits.output_reserve_mb)
     with StagedOutput(destination, ctx.allowed_dirs, ctx.job_id, overwrite=overwrite) as staged:
-        staged.write_bytes((json.dumps(data, indent=2, default=str) + "\n").encode())
+        staged.write_bytes(encoded)
         staged.commit()
     return str(destination)

@@ -100,11 +100,17 @@ def resolve_path(path: str, follow: bool, lookup: KindAndLink) -> str | None:
     return str(current)
 
 
-def note_truncation(tree: GuestTree, file: str, limit: str, value: int, found: int | None) -> None:
-    """Record that limit ``limit`` (a ``Limits`` field) of ``value`` cut ``file`` (``found``: what it held)."""
+def record_truncation(truncated: list[dict[str, Any]], file: str, limit: str, value: int, found: int | None) -> None:
+    """Add to ``truncated`` that limit ``limit`` (a ``Limits`` field) of ``value`` cut ``file``
+    (``found``: what it held, if known), once."""
     entry = {"file": file, "limit": Limits.setting(limit), "value": value, "found": found}
-    if entry not in tree.truncated:
-        tree.truncated.append(entry)
+    if entry not in truncated:
+        truncated.append(entry)
+
+
+def note_truncation(tree: GuestTree, file: str, limit: str, value: int, found: int | None) -> None:
+    """Record in ``tree.truncated`` that limit ``limit`` of ``value`` cut ``file``."""
+    record_truncation(tree.truncated, file, limit, value, found)
 
 
 def capped(tree: GuestTree, path: str, size: int, limit: int | None) -> int:

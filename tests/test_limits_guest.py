@@ -55,8 +55,7 @@ def test_an_rpm_database_over_max_entries_is_reported(tmp_path: Path) -> None:
 def test_a_config_file_is_read_to_max_entries_lines(tmp_path: Path) -> None:
     make_debian_tree(tmp_path)
     with open(tmp_path / "etc/passwd", "a") as passwd:
-        for n in range(200_000):
-            passwd.write(f"bomb{n}:x:{10_000 + n}:100::/home/bomb{n}:/bin/sh\n")
+        passwd.writelines(f"bomb{n}:x:{10_000 + n}:100::/home/bomb{n}:/bin/sh\n" for n in range(1_000_000))
     lines = sum(1 for _ in open(tmp_path / "etc/passwd"))
     tree = DirectoryTree(tmp_path, Limits(max_entries=5_000))
     assert len(read_users(tree)) == 5_000
@@ -99,11 +98,11 @@ def base() -> Iterator[Path]:
 
 
 def test_a_dpkg_status_bomb_in_an_image_completes_cut_and_bounded(worker: WorkerProcess, base: Path) -> None:
-    """400,000 packages (a 25 MB status file) in a qcow2: the job completes with the first 50,000,
+    """2,000,000 packages (a 130 MB status file) in a qcow2: the job completes with the first 50,000,
     says so, stays below its memory limit, and the same worker runs the next job."""
     root = base / "root"
     make_debian_tree(root)
-    _dpkg_bomb(root, 400_000)
+    _dpkg_bomb(root, 2_000_000)
     image = base / "bomb.qcow2"
     build_image(root, image, "plain", "qcow2")
     result = api.submit(routed(make_job("guestkit.inspect", {"image": {"path": str(image)}}), POOL)).result(
@@ -112,7 +111,75 @@ def test_a_dpkg_status_bomb_in_an_image_completes_cut_and_bounded(worker: Worker
     report = result["data"]
     assert report["packages"]["count"] == 50_000
     assert report["truncated"] == [{"file": "/var/lib/dpkg/status", "limit": "GUESTKIT_MAX_ENTRIES",
-                                    "value": 50_000, "found": 400_000}]
+                                    "value": 50_000, "found": 2_000_000}]
     assert result["metrics"]["peak_memory_mb"] < 1024
     after = api.submit(routed(make_job("system.echo", {"message": "next"}), POOL)).result(timeout=60)
     assert after["status"] == "completed"
+
+
+# --- walks and volumes ------------------------------------------------------------------------
+def _nest(root: Path, top: str, levels: int) -> None:
+    path = root / top.lstrip("/")
+    for level in range(levels):
+        path = path / f"d{level}"
+    path.mkdir(parents=True)
+    (path / "bottom.txt").write_text("deep\n")
+
+
+def test_a_walk_stops_at_max_tree_depth_and_says_where(tmp_path: Path) -> None:
+    from handlers.compare import compare_trees
+
+    for side in ("a", "b"):
+        make_debian_tree(tmp_path / side)
+        _nest(tmp_path / side, "/opt", 300)
+    limits = Limits(max_tree_depth=10)
+    report = compare_trees(DirectoryTree(tmp_path / "a", limits), DirectoryTree(tmp_path / "b", limits))
+    assert report["files"]["/opt"] == {"added": [], "removed": [], "modified": []}
+    cut = {"file": "/opt", "limit": "GUESTKIT_MAX_TREE_DEPTH", "value": 10, "found": None}
+    assert report["truncated"] == [{**cut, "image": "baseline"}, {**cut, "image": "target"}]
+
+
+def test_a_walk_over_max_tree_entries_is_skipped_and_says_so(tmp_path: Path) -> None:
+    from handlers.compare import compare_trees
+
+    for side in ("a", "b"):
+        make_debian_tree(tmp_path / side)
+        for n in range(300):
+            (tmp_path / side / "srv" / f"f{n}").parent.mkdir(exist_ok=True)
+            (tmp_path / side / "srv" / f"f{n}").write_text(side)
+    limits = Limits(max_tree_entries=100)
+    report = compare_trees(DirectoryTree(tmp_path / "a", limits), DirectoryTree(tmp_path / "b", limits))
+    assert "GUESTKIT_MAX_TREE_ENTRIES" in report["files"]["/srv"]["skipped"]
+    assert {"file": "/srv", "limit": "GUESTKIT_MAX_TREE_ENTRIES", "value": 100, "found": None,
+            "image": "baseline"} in report["truncated"]
+
+
+def test_volumes_beyond_max_volumes_are_not_looked_at(tmp_path: Path) -> None:
+    """/boot, the LVM physical volume and the root logical volume: the swap and /home volumes are
+    past a budget of three, left out, and said to be."""
+    from handlers.guestimage import open_guest
+
+    root = tmp_path / "root"
+    make_debian_tree(root)
+    image = tmp_path / "lvm.raw"
+    build_image(root, image, "lvm", "raw")
+    with open_guest(image, "raw", limits=Limits(max_volumes=3)) as guest:
+        tree = guest.root_tree()
+        assert sorted(fs.device for fs in guest.filesystems) == ["/dev/sda1", "/dev/vg0/root"]
+        assert read_packages(tree)["packages"]  # the root is read as ever
+        assert tree.truncated == [{"file": "volume group vg0", "limit": "GUESTKIT_MAX_VOLUMES", "value": 3,
+                                   "found": None}]
+
+
+def test_a_deep_tree_in_an_image_is_compared_to_the_depth_limit(worker: WorkerProcess, base: Path) -> None:
+    root = base / "deep-root"
+    make_debian_tree(root)
+    _nest(root, "/srv", 200)
+    image = base / "deep.qcow2"
+    build_image(root, image, "plain", "qcow2")
+    result = api.submit(routed(make_job("guestkit.compare", {
+        "baseline": {"path": str(image)}, "target": {"path": str(image)},
+        "options": {"compare_files": True}}), POOL)).result(timeout=300)
+    assert result["status"] == "completed", result
+    cut = {"file": "/srv", "limit": "GUESTKIT_MAX_TREE_DEPTH", "value": 64, "found": None}
+    assert result["data"]["truncated"] == [{**cut, "image": "baseline"}, {**cut, "image": "target"}]

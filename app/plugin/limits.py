@@ -5,6 +5,11 @@ README's settings table lists them), enforced in one place:
   read; a file cut short is listed in the report's ``truncated``);
 - ``max_entries``: entries parsed from any one guest database (packages) or configuration file
   (lines); the rest is left out, and listed in ``truncated``;
+- ``max_tree_depth`` and ``max_tree_entries``: how deep below its start, and how many entries,
+  one walk of a guest's directory tree looks at (``handlers.guestos.walk``: compare's file
+  listings); a walk cut short is listed in ``truncated``;
+- ``max_volumes``: partitions and logical volumes looked at in one image (``handlers.guestimage.
+  guest``); the rest are left out, and listed in ``truncated``;
 - ``output_reserve_mb``: free space every output must leave on its file system (``app.plugin.outputs.
   check_room``, before the first byte is written: convert's target, fix's fixed image and backup);
 - ``max_work_dir_mb``: what a job may write into its work directory (fix's working copy);
@@ -32,6 +37,9 @@ MiB = 1024 * 1024
 class Limits(BaseModel):
     max_file_bytes: int = Field(default=512 * MiB, gt=0)
     max_entries: int = Field(default=100_000, gt=0)
+    max_tree_depth: int = Field(default=64, gt=0)
+    max_tree_entries: int = Field(default=200_000, gt=0)
+    max_volumes: int = Field(default=256, gt=0)
     output_reserve_mb: int = Field(default=1024, ge=0)
     max_work_dir_mb: int = Field(default=65536, gt=0)
     #: 0: no limit

@@ -12,7 +12,7 @@ from typing import Any
 
 from app.plugin.errors import JobError
 from app.plugin.limits import Limits
-from handlers.tree import read_text
+from handlers.tree import read_text, record_truncation
 
 from . import lvm
 from .blockdev import BlockDevice, CachedDevice, LinearDevice, RawFileDevice, SliceDevice
@@ -58,8 +58,10 @@ class Guest:
     def __init__(self, image: ImageInfo, dev: BlockDevice, progress: Progress | None = None,
                  limits: Limits | None = None) -> None:
         self.image = image
-        #: what reads through this guest's trees may take (``app.plugin.limits``)
+        #: what reads through this guest's trees may take (``app.plugin.limits``), and what was cut:
+        #: partitions and volumes here, files by its trees, which share the list
         self.limits = limits or Limits()
+        self.truncated: list[dict[str, Any]] = []
         self.partitions: list[PartitionInfo] = []
         self.filesystems: list[FilesystemInfo] = []
         self.lvm: list[dict[str, Any]] = []
@@ -92,6 +94,12 @@ class Guest:
         elif has_mbr_signature(sector0) and whole.type not in ("vfat", "ntfs"):
             self.partitions = parse_mbr(self._dev, DISK)
         check_overlaps(self.partitions)
+        budget = self.limits.max_volumes  # partitions and logical volumes looked at
+        if len(self.partitions) > budget:
+            record_truncation(self.truncated, f"partition table of {DISK}", "max_volumes", budget,
+                              len(self.partitions))
+            self.partitions = self.partitions[:budget]
+        looked = len(self.partitions)
         pvs: list[lvm.PhysicalVolume] = []
         found: list[tuple[str, BlockDevice, int | None, int | None]] = []
         if self.partitions:
@@ -116,6 +124,10 @@ class Guest:
             for lv in vg.lvs:
                 if lv.device is None:
                     continue
+                if looked >= budget:
+                    record_truncation(self.truncated, f"volume group {vg.name}", "max_volumes", budget, None)
+                    break
+                looked += 1
                 self._devices[lv.device_name] = self._devices[lv.mapper_name] = lv.device
                 kind = probe(lv.device)
                 if kind.type != "unknown":
@@ -180,7 +192,7 @@ class Guest:
 
     def filesystem_tree(self, device: str) -> GuestView:
         """One filesystem on its own, as a guest tree rooted at its top directory."""
-        return GuestView({"/": self._fs(device)}, self.limits)
+        return GuestView({"/": self._fs(device)}, self.limits, self.truncated)
 
     def _looks_like_root(self, device: str) -> bool:
         try:
@@ -241,7 +253,7 @@ class Guest:
         self.root_device = root
         mounts: dict[str, Filesystem] = {"/": self._fs(root)}
         self.mountpoints = {"/": root}
-        text = read_text(GuestView(mounts, self.limits), "/etc/fstab")
+        text = read_text(GuestView(mounts, self.limits, self.truncated), "/etc/fstab")
         self.fstab = parse_fstab(text or "")
         for entry in self.fstab:
             point = os.path.normpath(entry.mountpoint) if entry.mountpoint.startswith("/") else ""
@@ -255,7 +267,7 @@ class Guest:
                 continue
             mounts[point] = self._fs(device)
             self.mountpoints[point] = device
-        self._root_view = GuestView(mounts, self.limits)
+        self._root_view = GuestView(mounts, self.limits, self.truncated)
         self._report(90, "root filesystem found")
         return self._root_view
 

@@ -13,12 +13,14 @@ from .fsentry import Filesystem
 class GuestView:
     """Implements ``handlers.tree.GuestTree`` over one or more mounted filesystems."""
 
-    def __init__(self, mounts: dict[str, Filesystem], limits: Limits | None = None) -> None:
+    def __init__(self, mounts: dict[str, Filesystem], limits: Limits | None = None,
+                 truncated: list[dict[str, Any]] | None = None) -> None:
+        """``truncated``: the list cuts are recorded in (the guest's, shared by its views)."""
         if "/" not in mounts:
             raise ValueError("a root filesystem is required")
         self.mounts = dict(sorted(mounts.items(), key=lambda item: -len(item[0])))
         self.limits = limits or Limits()
-        self.truncated: list[dict[str, Any]] = []
+        self.truncated: list[dict[str, Any]] = [] if truncated is None else truncated
 
     def locate(self, canonical: str) -> tuple[Filesystem, str]:
         """The filesystem holding a canonical guest path, and the path inside it."""
