@@ -32,7 +32,7 @@ from tests.xfsbuild import build_xfs
 MiB = 1024 * 1024
 SECTOR = 512
 EXTENT = 4 * MiB
-LAYOUTS = ("plain", "gpt-boot-efi", "lvm", "rhel-lvm-xfs", "xfs")
+LAYOUTS = ("plain", "gpt-boot-efi", "lvm", "rhel-lvm-xfs", "xfs", "windows")
 FORMATS = ("raw", "qcow2", "vmdk", "vhdx", "vdi")
 #: test variants: name -> (format, build_image keyword arguments)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -338,6 +338,34 @@ def _plain(tree: Path, raw: Path, seed: str, work: Path, owners: dict[str, tuple
     return truth
 
 
+#: the windows layout's MBR disk: its signature, and each drive's (start, size, label); the system
+#: volume C: holds the tree, D: is an empty data volume. Windows' MountedDevices names a volume of
+#: an MBR disk by this signature and the volume's start in bytes.
+WINDOWS_DISK_SIGNATURE = 0x1A2B3C4D
+WINDOWS_VOLUMES = {"C:": (MiB, 64 * MiB, "Windows"), "D:": (65 * MiB, 16 * MiB, "Data")}
+
+
+def _windows(tree: Path, raw: Path, work: Path) -> dict[str, Any]:
+    from tests.ntfsbuild import build_ntfs
+
+    with open(raw, "wb") as handle:
+        handle.truncate(82 * MiB)
+    _sfdisk(raw, f"label: dos\nlabel-id: {WINDOWS_DISK_SIGNATURE:#010x}\n" + "".join(
+        f"start={start // SECTOR}, size={size // SECTOR}, type=7{', bootable' if letter == 'C:' else ''}\n"
+        for letter, (start, size, _) in WINDOWS_VOLUMES.items()))
+    truth: dict[str, Any] = {"partitions": [], "filesystems": [], "mountpoints": {"/": "/dev/sda1"}, "fstab": None,
+                             "lvm": [], "fs_offsets": {}}
+    for number, (letter, (start, size, label)) in enumerate(WINDOWS_VOLUMES.items(), start=1):
+        part = work / f"ntfs{number}.img"
+        serial = build_ntfs(part, size, label, tree if letter == "C:" else None, start_sector=start // SECTOR)
+        copy_into(raw, part, [(0, size, start)])
+        device = f"/dev/sda{number}"
+        truth["partitions"].append(_part(device, number, start, size, "mbr", "0x07"))
+        truth["filesystems"].append(_fs(device, "ntfs", serial, label, size - SECTOR))
+        truth["fs_offsets"][device] = start
+    return truth
+
+
 def _gpt_table(raw: Path, seed: str, rows: list[tuple[int, int, str, str]]) -> list[str]:
     """A GPT of (start, size, type, name) partitions; returns their (seeded) partition UUIDs."""
     part_uuids = [_uuid(seed + f"/part{n}") for n in range(1, len(rows) + 1)]
@@ -573,7 +601,8 @@ def build_image(root_dir: Path, out: Path, layout: str = "plain", fmt: str = "ra
                     "gpt-boot-efi": lambda: _gpt(tree, raw, seed, work, owners or {}),
                     "lvm": lambda: _lvm(tree, raw, seed, work, owners or {}),
                     "rhel-lvm-xfs": lambda: _rhel_lvm_xfs(tree, raw, seed, work, owners or {}),
-                    "xfs": lambda: _xfs(tree, raw, seed, owners or {})}
+                    "xfs": lambda: _xfs(tree, raw, seed, owners or {}),
+                    "windows": lambda: _windows(tree, raw, work)}
         truth = builders[layout]()
         convert_raw(raw, out, fmt, compressed=compressed, subformat=subformat)
     truth.update(layout=layout, format=fmt, path=str(out), compressed=compressed or subformat == "streamOptimized")
