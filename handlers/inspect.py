@@ -47,6 +47,8 @@ from handlers.guestos import (
 )
 from handlers.guestos.databases import read_databases
 from handlers.guestos.storage import fstab_as_dicts, read_fstab_entries
+from handlers.guestos.windows import read_windows
+from handlers.guestos.windows.system import drive_letters
 from handlers.imagejob import PhaseProgress, image_facts, open_image, phase_reporter, report_destination, write_output
 from handlers.payloads import InspectOptions, InspectPayloadV1
 from handlers.tree import GuestTree
@@ -90,6 +92,8 @@ def inspect_tree(tree: GuestTree, options: InspectOptions | None = None,
 
     report_progress("os_detection", 45, "detecting the operating system")
     os_facts = guarded("os", lambda: detect_os(tree) | {"hostname": read_hostname(tree)})
+    if os_facts is not None and os_facts["type"] == "windows":
+        return _inspect_windows(tree, options, report_progress, errors)
     report: dict[str, Any] = {
         "os": os_facts,
         "kernels": guarded("kernels", lambda: read_kernels(tree)),
@@ -133,6 +137,29 @@ def inspect_tree(tree: GuestTree, options: InspectOptions | None = None,
     return report
 
 
+def _inspect_windows(tree: GuestTree, options: InspectOptions, report_progress: PhaseProgress,
+                     errors: list[dict[str, str]]) -> dict[str, Any]:
+    """A Windows guest's report, from its registry: the sections a Linux guest has where they mean
+    the same (``os``, ``timezone``, ``packages`` as its applications, ``services`` as its service
+    list) and ``windows`` for what only Windows has."""
+    report_progress("package_scan", 55, "reading the registry")
+    found = _guarded(errors, "windows", lambda: read_windows(tree))
+    if found is None:
+        return {"os": detect_os(tree) | {"hostname": None}, "errors": errors, "truncated": tree.truncated}
+    report: dict[str, Any] = {"os": found["os"], "kernels": [], "machine_id": None, "cloud_init": None,
+                              "timezone": found["timezone"]}
+    if options.include_storage:
+        report["storage"] = {"fstab": []}
+    if options.include_packages:
+        report["packages"] = found["packages"]
+    if options.include_services:
+        report["services"] = found["services"]
+    report["windows"] = {**found["windows"], "warnings": found["warnings"]}
+    report["errors"] = errors
+    report["truncated"] = tree.truncated
+    return report
+
+
 def storage_facts(guest: Guest) -> dict[str, Any]:
     """Partitions, file systems, LVM, mountpoints and fstab as the engine found them."""
     return {
@@ -159,6 +186,11 @@ class InspectHandler(Handler):
             report = {"report_version": REPORT_VERSION, "image": image_facts(guest), **report}
             if payload.options.include_storage:
                 report["storage"] = {**storage_facts(guest), **report["storage"]}
+            if "windows" in report:  # drive letters name the engine's partitions; hive warnings are the image's
+                windows = report["windows"]
+                windows["drive_letters"] = drive_letters(windows.pop("mounted_devices"),
+                                                         [asdict(p) for p in guest.partitions], guest.disk_signature)
+                report["image"]["warnings"] += windows["warnings"]
         written = write_output(ctx, destination, payload.output.overwrite, report)
         ctx.report_progress("cleanup", 100, "inspection complete")
         return HandlerResult(data=report, primary=written, artifacts=[written] if written else [])

@@ -55,7 +55,8 @@ class Key:
             kind, data = type or REG_BINARY, value
         elif isinstance(value, int):
             kind = type or REG_DWORD
-            data = struct.pack("<Q" if kind == REG_QWORD else "<I", value)
+            wide = kind == REG_QWORD  # a negative number is stored as its two's complement, as Windows does
+            data = struct.pack("<Q" if wide else "<I", value & (0xFFFFFFFFFFFFFFFF if wide else 0xFFFFFFFF))
         elif isinstance(value, list):
             kind, data = type or REG_MULTI_SZ, "".join(f"{item}\0" for item in value).encode("utf-16-le") + b"\0\0"
         else:

@@ -69,6 +69,8 @@ class Guest:
         self.fstab: list[FstabEntry] = []
         self.unplaced_mounts: list[dict[str, str]] = []
         self.root_device: str | None = None
+        #: an MBR disk's signature (Windows names its volumes by it and their offsets)
+        self.disk_signature: int | None = None
         self._dev = dev
         self._progress = progress
         self._devices: dict[str, BlockDevice] = {}
@@ -93,6 +95,7 @@ class Guest:
             self.partitions = parse_gpt(self._dev, DISK)
         elif has_mbr_signature(sector0) and whole.type not in ("vfat", "ntfs"):
             self.partitions = parse_mbr(self._dev, DISK)
+            self.disk_signature = int.from_bytes(sector0[440:444], "little")
         check_overlaps(self.partitions)
         budget = self.limits.max_volumes  # partitions and logical volumes looked at
         if len(self.partitions) > budget:

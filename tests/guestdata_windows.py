@@ -1,0 +1,128 @@
+"""The ground truth of a Windows Server 2022 guest the tests build: its registry hives, written by
+``tests.hivebuild`` as Windows writes them, and what inspect must report of them.
+
+``make_windows_tree`` writes the tree (hives under Windows/System32/config, a user profile) that
+``tests.imagebuild``'s windows layout puts on C:, and returns the truth.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any
+
+from tests.hivebuild import REG_EXPAND_SZ, Key, write_hive
+from tests.imagebuild import WINDOWS_DISK_SIGNATURE, WINDOWS_VOLUMES
+
+#: (key, DisplayName, DisplayVersion, Publisher, InstallDate, InstallLocation); None: value absent
+APPLICATIONS_64: list[tuple[str, str | None, str | None, str | None, str | None, str | None]] = [
+    ("{90160000-008C-0000-1000-0000000FF1CE}", "Microsoft Office Professional Plus 2016", "16.0.4266.1001",
+     "Microsoft Corporation", "20240110", "C:\\Program Files\\Microsoft Office"),
+    ("7-Zip", "7-Zip 23.01 (x64)", "23.01", "Igor Pavlov", None, "C:\\Program Files\\7-Zip\\"),
+    ("{ΕΛΛ-1}", "Λογιστικό Πρόγραμμα", "3.2.1", "Εταιρεία Λογισμικού Α.Ε.", "20231105", "D:\\Apps\\Logistiko"),
+    ("KB5034129", None, None, None, None, None),  # an update's key without a display name: not listed
+]
+APPLICATIONS_32: list[tuple[str, str | None, str | None, str | None, str | None, str | None]] = [
+    ("{JP-0001}", "会計ソフト 2024", "2024.1", "株式会社テスト", "20240201", "C:\\Program Files (x86)\\Kaikei"),
+    ("Notepad++", "Notepad++ (32-bit x86)", "8.6.2", "Notepad++ Team", "20240115", None),
+]
+#: (name, display name, Start, Type, ImagePath, ObjectName, DelayedAutostart)
+SERVICES: list[tuple[str, str, int, int, str, str | None, int | None]] = [
+    ("Dnscache", "DNS Client", 2, 0x20, "%SystemRoot%\\system32\\svchost.exe -k NetworkService -p",
+     "NT AUTHORITY\\NetworkService", None),
+    ("TermService", "Remote Desktop Services", 3, 0x20, "%SystemRoot%\\System32\\svchost.exe -k NetworkService",
+     "NT Authority\\NetworkService", None),
+    ("WinDefend", "Microsoft Defender Antivirus Service", 2, 0x10,
+     "\"C:\\ProgramData\\Microsoft\\Windows Defender\\platform\\4.18.23110.3-0\\MsMpEng.exe\"", "LocalSystem", None),
+    ("sppsvc", "Software Protection", 2, 0x10, "%SystemRoot%\\system32\\sppsvc.exe",
+     "NT AUTHORITY\\NetworkService", 1),
+    ("RemoteRegistry", "Remote Registry", 4, 0x20, "%SystemRoot%\\system32\\svchost.exe -k localService -p",
+     "NT AUTHORITY\\LocalService", None),
+    ("disk", "Disk Driver", 0, 0x1, "System32\\drivers\\disk.sys", None, None),
+    ("Ntfs", "Ntfs", 1, 0x2, None, None, None),
+    ("サービス", "日本語のサービス", 3, 0x10, "C:\\Program Files\\JP\\svc.exe", ".\\svc-jp", None),
+]
+_START = {0: "boot", 1: "system", 2: "automatic", 3: "manual", 4: "disabled"}
+_TYPE = {0x1: "kernel_driver", 0x2: "file_system_driver", 0x10: "own_process", 0x20: "share_process"}
+
+
+def _uninstall(root: Key, path: str, rows: list[tuple], arch: str) -> list[dict[str, Any]]:
+    truth = []
+    for key, name, version, publisher, date, location in rows:
+        node = root.key(f"{path}/{key}")
+        for value_name, value in (("DisplayName", name), ("DisplayVersion", version), ("Publisher", publisher),
+                                  ("InstallDate", date), ("InstallLocation", location)):
+            if value is not None:
+                node.set(value_name, value)
+        node.set("NoModify", 1)
+        if name is not None:
+            truth.append({"name": name, "version": version, "arch": arch, "publisher": publisher,
+                          "install_date": f"{date[:4]}-{date[4:6]}-{date[6:]}" if date else None,
+                          "install_location": location, "key": key})
+    return truth
+
+
+def make_windows_tree(root: str | Path, *, dirty: str | None = None) -> dict[str, Any]:
+    """Windows Server 2022 Standard 21H2 (build 20348.2227) named WIN-FS01 in corp.example.com;
+    ``dirty``: the hive (SOFTWARE or SYSTEM) written with its transaction logs not applied."""
+    root = Path(root)
+    config = root / "Windows/System32/config"
+    config.mkdir(parents=True)
+    (root / "Users/Administrator").mkdir(parents=True)
+    (root / "Program Files/7-Zip").mkdir(parents=True)
+
+    software = Key("ROOT")
+    current = software.key("Microsoft/Windows NT/CurrentVersion")
+    current.set("ProductName", "Windows Server 2022 Standard").set("EditionID", "ServerStandard")
+    current.set("DisplayVersion", "21H2").set("CurrentBuild", "20348").set("CurrentBuildNumber", "20348")
+    current.set("CurrentMajorVersionNumber", 10).set("CurrentMinorVersionNumber", 0).set("UBR", 2227)
+    current.set("CurrentVersion", "6.3").set("InstallDate", 1_700_000_000).set("SystemRoot", "C:\\Windows")
+    current.set("RegisteredOwner", "Windows User")
+    applications = _uninstall(software, "Microsoft/Windows/CurrentVersion/Uninstall", APPLICATIONS_64, "x64")
+    applications += _uninstall(software, "WOW6432Node/Microsoft/Windows/CurrentVersion/Uninstall",
+                               APPLICATIONS_32, "x86")
+    write_hive(config / "SOFTWARE", software, dirty=dirty == "SOFTWARE")
+
+    system = Key("ROOT")
+    system.key("Select").set("Current", 1).set("Default", 1).set("LastKnownGood", 2)
+    control = system.key("ControlSet001")
+    control.key("Control/ComputerName/ComputerName").set("ComputerName", "WIN-FS01")
+    control.key("Control/TimeZoneInformation").set("TimeZoneKeyName", "W. Europe Standard Time").set("Bias", -60)
+    control.key("Control/Session Manager/Environment").set("PROCESSOR_ARCHITECTURE", "AMD64")
+    control.key("Services/Tcpip/Parameters").set("Hostname", "win-fs01").set("Domain", "corp.example.com")
+    control.key("Services/Tcpip/Parameters").set("NV Hostname", "win-fs01")
+    for name, display, start, kind, image, account, delayed in SERVICES:
+        node = control.key(f"Services/{name}").set("DisplayName", display).set("Start", start).set("Type", kind)
+        if image is not None:
+            node.set("ImagePath", image, REG_EXPAND_SZ)
+        if account is not None:
+            node.set("ObjectName", account)
+        if delayed is not None:
+            node.set("DelayedAutostart", delayed)
+    control.key("Services/Tcpip/Parameters/Interfaces")  # a key with no Start: not a service
+    system.key("ControlSet002/Control/ComputerName/ComputerName").set("ComputerName", "OLD-NAME")
+    mounted = system.key("MountedDevices")
+    for letter, (start, _, _) in WINDOWS_VOLUMES.items():
+        mounted.set(f"\\DosDevices\\{letter}", struct.pack("<IQ", WINDOWS_DISK_SIGNATURE, start))
+    mounted.set("\\DosDevices\\E:", struct.pack("<IQ", 0x0BADF00D, 1_048_576))  # a disk not in this image
+    mounted.set("\\??\\Volume{b1c2d3e4-0000-0000-0000-100000000000}", struct.pack("<IQ", WINDOWS_DISK_SIGNATURE,
+                                                                                 1_048_576))
+    write_hive(config / "SYSTEM", system, dirty=dirty == "SYSTEM")
+
+    services = [{"name": name, "display_name": display,
+                 "start_type": "automatic_delayed" if delayed == 1 and start == 2 else _START[start],
+                 "type": _TYPE[kind], "image_path": image, "account": account}
+                for name, display, start, kind, image, account, delayed in SERVICES]
+    return {
+        "os": {"type": "windows", "distribution": "windows", "name": "Windows Server 2022 Standard",
+               "pretty_name": "Windows Server 2022 Standard 21H2", "version": "10.0.20348.2227", "version_major": 10,
+               "version_minor": 0, "codename": "21H2", "id_like": [], "family": "windows",
+               "architecture": "x86_64", "package_format": "windows", "package_manager": None,
+               "edition": "ServerStandard", "display_version": "21H2", "build": "20348", "ubr": 2227,
+               "install_date": "2023-11-14T22:13:20Z", "system_root": "C:\\Windows", "hostname": "win-fs01"},
+        "timezone": "W. Europe Standard Time",
+        "packages": sorted(applications, key=lambda a: (a["name"].casefold(), a["arch"], a["version"] or "")),
+        "services": sorted(services, key=lambda s: s["name"].casefold()),
+        "windows": {"computer_name": "WIN-FS01", "dns_domain": "corp.example.com",
+                    "drive_letters": {"C:": "/dev/sda1", "D:": "/dev/sda2", "E:": None}},
+    }
