@@ -66,3 +66,65 @@ def test_a_hive_with_unapplied_logs_is_read_and_said(worker: WorkerProcess, base
     (warning,) = report["image"]["warnings"]
     assert "/Windows/System32/config/SYSTEM" in warning and "most recent changes may be missing" in warning
     assert report["windows"]["warnings"] == [warning]
+
+
+# --- hostile hives, read from a tree ------------------------------------------------------------
+def _tree(tmp_path: Path, **limits: int):  # noqa: ANN202 - a DirectoryTree
+    from app.plugin.limits import Limits
+    from handlers.tree import DirectoryTree
+
+    make_windows_tree(tmp_path)
+    return DirectoryTree(tmp_path, Limits(**limits))
+
+
+def test_a_hive_that_is_not_one_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    from handlers.guestos.windows import read_windows
+
+    tree = _tree(tmp_path)
+    (tmp_path / "Windows/System32/config/SOFTWARE").write_bytes(b"regf" + bytes(60) + b"\xff" * 5000)
+    found = read_windows(tree)
+    assert found["packages"]["installed"] == [] and found["os"]["name"] is None
+    assert found["services"]  # SYSTEM is read all the same
+    (warning,) = found["warnings"]
+    assert warning.startswith("the registry hive /Windows/System32/config/SOFTWARE cannot be read")
+
+
+def test_a_value_claiming_a_huge_size_reads_only_its_cell(tmp_path: Path) -> None:
+    """A value node claiming a gigabyte of data in a cell of 40 bytes: libregf reads the cell, no more."""
+    from handlers.guestos.windows import read_windows
+
+    tree = _tree(tmp_path)
+    hive = tmp_path / "Windows/System32/config/SOFTWARE"
+    data = bytearray(hive.read_bytes())
+    name = "Λογιστικό Πρόγραμμα".encode("utf-16-le") + b"\0\0"
+    at = data.index(name) - 4  # the cell holding the display name; its value node points at it
+    vk = data.index(b"vk" + len(b"DisplayName").to_bytes(2, "little") + (len(name)).to_bytes(4, "little")
+                    + (at - 4096).to_bytes(4, "little"))
+    data[vk + 4:vk + 8] = (1 << 30).to_bytes(4, "little")
+    hive.write_bytes(bytes(data))
+    found = read_windows(tree)
+    assert "Λογιστικό Πρόγραμμα" in [app["name"] for app in found["packages"]["installed"]]
+
+
+def test_value_data_larger_than_the_bound_is_never_read() -> None:
+    """What libregf would hand over whole (big data cells) is refused by size before it is read."""
+    from handlers.guestos.windows.hives import MAX_VALUE_BYTES, REG_SZ, decode
+
+    class Huge:
+        data_size, type = MAX_VALUE_BYTES + 1, REG_SZ
+
+        @property
+        def data(self) -> bytes:
+            raise AssertionError("read")
+
+    assert decode(Huge()) is None
+
+
+def test_subkeys_beyond_max_entries_are_cut_and_said(tmp_path: Path) -> None:
+    from handlers.guestos.windows import read_windows
+
+    tree = _tree(tmp_path, max_entries=3)
+    found = read_windows(tree)
+    assert len(found["packages"]["installed"]) <= 3 + 2  # three keys of each Uninstall list looked at
+    assert {"file": "/Windows/System32/config/SOFTWARE\\Uninstall", "limit": "GUESTKIT_MAX_ENTRIES", "value": 3,
+            "found": 4} in tree.truncated
