@@ -154,6 +154,8 @@ def _inspect_windows(tree: GuestTree, options: InspectOptions, report_progress: 
         report["packages"] = found["packages"]
     if options.include_services:
         report["services"] = found["services"]
+    if options.include_users:
+        report["users"], report["groups"] = found["users"], found["groups"]
     report["windows"] = {**found["windows"], "warnings": found["warnings"]}
     report["errors"] = errors
     report["truncated"] = tree.truncated

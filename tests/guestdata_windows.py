@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import struct
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,97 @@ SERVICES: list[tuple[str, str, int, int, str, str | None, int | None]] = [
     ("Ntfs", "Ntfs", 1, 0x2, None, None, None),
     ("サービス", "日本語のサービス", 3, 0x10, "C:\\Program Files\\JP\\svc.exe", ".\\svc-jp", None),
 ]
+MACHINE_SID = (21, 1111111111, 2222222222, 3333333333)
+#: (RID, name, full name, comment, account control bits, last logon FILETIME)
+USERS: list[tuple[int, str, str, str, int, int]] = [
+    (500, "Administrator", "", "Built-in account for administering the computer/domain", 0x0210,
+     133_400_000_000_000_000),
+    (501, "Guest", "", "Built-in account for guest access to the computer/domain", 0x0215, 0),
+    (503, "DefaultAccount", "", "A user account managed by the system.", 0x0211, 0),
+    (1001, "alice", "Alice Example", "", 0x0010, 133_497_000_000_000_000),
+    (1002, "Γιώργος", "Γιώργος Παπαδόπουλος", "λογιστήριο", 0x0210, 0),
+    (1003, "山田", "山田 太郎", "", 0x0011, 0),
+]
+DOMAIN_ADMINS = "S-1-5-21-999-888-777-512"
+#: (domain, RID, name, comment, member SIDs: a local user's RID, or a SID)
+GROUPS: list[tuple[str, int, str, str, list[int | str]]] = [
+    ("Builtin", 0x220, "Administrators", "Administrators have complete and unrestricted access to the computer/domain",
+     [500, 1001, DOMAIN_ADMINS]),
+    ("Builtin", 0x221, "Users", "Users are prevented from making accidental or intentional system-wide changes",
+     [1001, 1002, 1003, "S-1-5-4"]),
+    ("Builtin", 0x222, "Guests", "Guests have the same access as members of the Users group by default", [501]),
+    ("Builtin", 0x22B, "Remote Desktop Users", "Members in this group are granted the right to logon remotely",
+     [1001]),
+    ("Account", 1004, "Λογιστές", "τοπική ομάδα", [1002]),
+]
+
+
+def _sid(text_or_rid: int | str) -> bytes:
+    if isinstance(text_or_rid, int):
+        parts = [5, *MACHINE_SID, text_or_rid]
+    else:
+        parts = [int(p) for p in text_or_rid.split("-")[2:]]
+    authority, subs = parts[0], parts[1:]
+    return bytes([1, len(subs)]) + authority.to_bytes(6, "big") + struct.pack(f"<{len(subs)}I", *subs)
+
+
+def _strings_value(header: int, table: dict[int, str], tail: bytes = b"") -> bytes:
+    """A SAM record: a header of ``header`` bytes whose (offset, length) pairs at the positions in
+    ``table`` point to UTF-16LE texts after it (``tail``: more data after them)."""
+    head, body = bytearray(header), bytearray()
+    for at, text in table.items():
+        raw = text.encode("utf-16-le")
+        struct.pack_into("<II", head, at, len(body), len(raw))
+        body += raw + bytes(-len(raw) % 4)
+    return bytes(head) + bytes(body) + tail
+
+
+def _sam(config: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    sam = Key("ROOT")
+    account = sam.key("SAM/Domains/Account")
+    domain_sid = bytes([1, 4]) + (5).to_bytes(6, "big") + struct.pack("<4I", *MACHINE_SID)
+    account.set("V", bytes(64) + domain_sid)  # the domain's SID ends the value
+    users_truth = []
+    by_rid = {}
+    for rid, name, full, comment, control, logon in USERS:
+        fixed = bytearray(0x50)
+        struct.pack_into("<Q", fixed, 0x08, logon)
+        struct.pack_into("<I", fixed, 0x30, rid)
+        struct.pack_into("<H", fixed, 0x38, control)
+        variable = _strings_value(0xCC, {0x0C: name, 0x18: full, 0x24: comment})
+        account.key(f"Users/{rid:08X}").set("F", bytes(fixed)).set("V", variable)
+        account.key(f"Users/Names/{name}").set("", b"", type=rid)
+        user = {"name": name, "rid": rid, "full_name": full or None, "comment": comment or None,
+                "disabled": bool(control & 1), "password_never_expires": bool(control & 0x200),
+                "last_logon": _logon(logon), "groups": []}
+        users_truth.append(user)
+        by_rid[rid] = user
+    groups_truth = []
+    for domain, rid, name, comment, members in GROUPS:
+        sids = b"".join(_sid(member) for member in members)
+        data = bytearray(_strings_value(0x34, {0x10: name, 0x1C: comment}))
+        struct.pack_into("<I", data, 0x00, rid)
+        struct.pack_into("<II", data, 0x28, len(data) - 0x34, 0)
+        struct.pack_into("<I", data, 0x30, len(members))
+        sam.key(f"SAM/Domains/{domain}/Aliases/{rid:08X}").set("C", bytes(data) + sids)
+        groups_truth.append({"name": name, "rid": rid, "comment": comment,
+                             "members": [by_rid[m]["name"] if isinstance(m, int) else m for m in members]})
+        for member in members:
+            if isinstance(member, int):
+                by_rid[member]["groups"].append(name)
+    for user in users_truth:
+        user["groups"].sort()
+    write_hive(config / "SAM", sam)
+    return users_truth, sorted(groups_truth, key=lambda g: g["name"].casefold())
+
+
+def _logon(filetime: int) -> str | None:
+    if not filetime:
+        return None
+    return (datetime(1601, 1, 1, tzinfo=UTC) + timedelta(microseconds=filetime // 10)).isoformat().replace(
+        "+00:00", "Z")
+
+
 _START = {0: "boot", 1: "system", 2: "automatic", 3: "manual", 4: "disabled"}
 _TYPE = {0x1: "kernel_driver", 0x2: "file_system_driver", 0x10: "own_process", 0x20: "share_process"}
 
@@ -108,6 +200,7 @@ def make_windows_tree(root: str | Path, *, dirty: str | None = None) -> dict[str
     mounted.set("\\??\\Volume{b1c2d3e4-0000-0000-0000-100000000000}", struct.pack("<IQ", WINDOWS_DISK_SIGNATURE,
                                                                                  1_048_576))
     write_hive(config / "SYSTEM", system, dirty=dirty == "SYSTEM")
+    users, groups = _sam(config)
 
     services = [{"name": name, "display_name": display,
                  "start_type": "automatic_delayed" if delayed == 1 and start == 2 else _START[start],
@@ -123,6 +216,8 @@ def make_windows_tree(root: str | Path, *, dirty: str | None = None) -> dict[str
         "timezone": "W. Europe Standard Time",
         "packages": sorted(applications, key=lambda a: (a["name"].casefold(), a["arch"], a["version"] or "")),
         "services": sorted(services, key=lambda s: s["name"].casefold()),
+        "users": users,
+        "groups": groups,
         "windows": {"computer_name": "WIN-FS01", "dns_domain": "corp.example.com",
                     "drive_letters": {"C:": "/dev/sda1", "D:": "/dev/sda2", "E:": None}},
     }

@@ -1,10 +1,11 @@
 """Windows guests, read from their registry (``hives``): the release and names (``system``),
-installed applications (``software``) and services (``services``)."""
+installed applications (``software``), services (``services``), local users and groups (``accounts``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from handlers.guestos.windows.accounts import local_groups, local_users
 from handlers.guestos.windows.hives import open_hive
 from handlers.guestos.windows.services import windows_services
 from handlers.guestos.windows.software import installed_applications
@@ -16,10 +17,14 @@ __all__ = ["read_windows"]
 
 def read_windows(tree: GuestTree) -> dict[str, Any]:
     """The report sections of a Windows guest: ``os``, ``timezone``, ``packages`` (its applications),
-    ``services``, ``windows`` (what only Windows has) and ``warnings`` (hives read as they stand)."""
+    ``services``, ``users`` and ``groups`` (local ones), ``windows`` (what only Windows has) and
+    ``warnings`` (hives read as they stand, or not read)."""
     software, software_warning = open_hive(tree, "SOFTWARE")
     system, system_warning = open_hive(tree, "SYSTEM")
-    warnings = [w for w in (software_warning, system_warning) if w]
+    sam, sam_warning = open_hive(tree, "SAM")
+    warnings = [w for w in (software_warning, system_warning, sam_warning) if w]
+    users = local_users(sam) if sam else []
+    groups = local_groups(sam, users) if sam else []
     identity = names(system) if system else {"computer_name": None, "hostname": None, "dns_domain": None}
     os_facts = windows_os(software, system) | {"hostname": identity["hostname"] or identity["computer_name"]}
     applications = installed_applications(software) if software else []
@@ -29,6 +34,8 @@ def read_windows(tree: GuestTree) -> dict[str, Any]:
         "packages": {"format": "windows", "source": software.path if software else None, "count": len(applications),
                      "installed": applications, "warning": software_warning},
         "services": windows_services(system) if system else [],
+        "users": users,
+        "groups": groups,
         "windows": {"computer_name": identity["computer_name"], "dns_domain": identity["dns_domain"],
                     "mounted_devices": mounted_devices(system) if system else {}},
         "warnings": warnings,
