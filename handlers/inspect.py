@@ -156,6 +156,8 @@ def _inspect_windows(tree: GuestTree, options: InspectOptions, report_progress: 
         report["services"] = found["services"]
     if options.include_users:
         report["users"], report["groups"] = found["users"], found["groups"]
+    if options.include_network:
+        report["network"] = found["network"]
     report["windows"] = {**found["windows"], "warnings": found["warnings"]}
     report["errors"] = errors
     report["truncated"] = tree.truncated

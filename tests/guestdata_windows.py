@@ -173,6 +173,16 @@ def make_windows_tree(root: str | Path, *, dirty: str | None = None) -> dict[str
     applications = _uninstall(software, "Microsoft/Windows/CurrentVersion/Uninstall", APPLICATIONS_64, "x64")
     applications += _uninstall(software, "WOW6432Node/Microsoft/Windows/CurrentVersion/Uninstall",
                                APPLICATIONS_32, "x86")
+    packages = software.key("Microsoft/Windows/CurrentVersion/Component Based Servicing/Packages")
+    for package in ("Package_for_KB5034129~31bf3856ad364e35~amd64~~20348.2227.1.0",
+                    "Package_for_KB5034129~31bf3856ad364e35~wow64~~20348.2227.1.0",
+                    "Package_1_for_KB5012170~31bf3856ad364e35~amd64~~20348.880.1.0",
+                    "Package_for_RollupFix~31bf3856ad364e35~amd64~~20348.2227.1.11",
+                    "Package_for_ServicingStack_2200~31bf3856ad364e35~amd64~~20348.2200.1.0",
+                    "Microsoft-Windows-Foundation-Package~31bf3856ad364e35~amd64~~10.0.20348.1"):
+        packages.key(package).set("CurrentState", 112)
+    software.key("Policies/Microsoft/Windows Defender/Real-Time Protection").set("DisableRealtimeMonitoring", 1)
+    software.key("Microsoft/Windows Defender").set("DisableAntiSpyware", 0)
     write_hive(config / "SOFTWARE", software, dirty=dirty == "SOFTWARE")
 
     system = Key("ROOT")
@@ -191,7 +201,26 @@ def make_windows_tree(root: str | Path, *, dirty: str | None = None) -> dict[str
             node.set("ObjectName", account)
         if delayed is not None:
             node.set("DelayedAutostart", delayed)
-    control.key("Services/Tcpip/Parameters/Interfaces")  # a key with no Start: not a service
+    tcpip = "Services/Tcpip/Parameters"
+    control.key(tcpip).set("SearchList", "corp.example.com,example.com").set("NameServer", "")
+    static, dhcp, unused = ("{1B2C3D4E-0000-4000-8000-000000000001}", "{1B2C3D4E-0000-4000-8000-000000000002}",
+                            "{1B2C3D4E-0000-4000-8000-000000000003}")
+    control.key(f"{tcpip}/Interfaces/{static}").set("EnableDHCP", 0).set("IPAddress", ["10.20.30.40", "10.20.31.40"]) \
+        .set("SubnetMask", ["255.255.255.0", "255.255.254.0"]).set("DefaultGateway", ["10.20.30.1"]) \
+        .set("NameServer", "10.20.30.2,10.20.30.3")
+    control.key(f"{tcpip}/Interfaces/{dhcp}").set("EnableDHCP", 1).set("DhcpIPAddress", "192.168.56.101") \
+        .set("DhcpSubnetMask", "255.255.255.0").set("DhcpDefaultGateway", ["192.168.56.1"]) \
+        .set("DhcpNameServer", "192.168.56.1 1.1.1.1").set("NameServer", "")
+    control.key(f"{tcpip}/Interfaces/{unused}").set("EnableDHCP", 0).set("IPAddress", ["0.0.0.0"])
+    network_class = "Control/Network/{4D36E972-E325-11CE-BFC1-08002BE10318}"
+    control.key(f"{network_class}/{static}/Connection").set("Name", "Ethernet0")
+    control.key(f"{network_class}/{dhcp}/Connection").set("Name", "管理ネットワーク")
+    firewall = "Services/SharedAccess/Parameters/FirewallPolicy"
+    control.key(f"{firewall}/DomainProfile").set("EnableFirewall", 1)
+    control.key(f"{firewall}/StandardProfile").set("EnableFirewall", 0)
+    control.key(f"{firewall}/PublicProfile").set("DefaultInboundAction", 1)  # EnableFirewall unset: on
+    control.key("Control/Terminal Server").set("fDenyTSConnections", 0)
+    control.key("Control/Terminal Server/WinStations/RDP-Tcp").set("UserAuthentication", 0).set("PortNumber", 3389)
     system.key("ControlSet002/Control/ComputerName/ComputerName").set("ComputerName", "OLD-NAME")
     mounted = system.key("MountedDevices")
     for letter, (start, _, _) in WINDOWS_VOLUMES.items():
@@ -201,6 +230,11 @@ def make_windows_tree(root: str | Path, *, dirty: str | None = None) -> dict[str
                                                                                  1_048_576))
     write_hive(config / "SYSTEM", system, dirty=dirty == "SYSTEM")
     users, groups = _sam(config)
+    security = Key("ROOT")
+    name = "CORP".encode("utf-16-le")
+    security.key("Policy/PolPrDmN").set("", struct.pack("<HHIQ", len(name), len(name), 0, 16) + name)
+    security.key("Policy/PolPrDmS").set("", _sid("S-1-5-21-999-888-777"))
+    write_hive(config / "SECURITY", security)
 
     services = [{"name": name, "display_name": display,
                  "start_type": "automatic_delayed" if delayed == 1 and start == 2 else _START[start],
@@ -218,6 +252,31 @@ def make_windows_tree(root: str | Path, *, dirty: str | None = None) -> dict[str
         "services": sorted(services, key=lambda s: s["name"].casefold()),
         "users": users,
         "groups": groups,
+        "network": {"interfaces": [
+            {"name": "Ethernet0", "source": "windows",
+             "file": f"SYSTEM\\ControlSet001\\Services\\Tcpip\\Parameters\\Interfaces\\{static}", "method": "static",
+             "addresses": ["10.20.30.40/24", "10.20.31.40/23"], "gateway": "10.20.30.1",
+             "dns": ["10.20.30.2", "10.20.30.3"], "mac": None},
+            {"name": "管理ネットワーク", "source": "windows",
+             "file": f"SYSTEM\\ControlSet001\\Services\\Tcpip\\Parameters\\Interfaces\\{dhcp}", "method": "dhcp",
+             "addresses": ["192.168.56.101/24"], "gateway": "192.168.56.1", "dns": ["192.168.56.1", "1.1.1.1"],
+             "mac": None}],
+            "dns": {"nameservers": [], "search": ["corp.example.com", "example.com"]}},
         "windows": {"computer_name": "WIN-FS01", "dns_domain": "corp.example.com",
-                    "drive_letters": {"C:": "/dev/sda1", "D:": "/dev/sda2", "E:": None}},
+                    "drive_letters": {"C:": "/dev/sda1", "D:": "/dev/sda2", "E:": None},
+                    "membership": {"type": "domain", "name": "CORP", "sid": "S-1-5-21-999-888-777"},
+                    "hotfixes": ["KB5012170", "KB5034129"],
+                    "defender": {"enabled": True, "realtime_protection": False,
+                                 "source": "SOFTWARE\\Microsoft\\Windows Defender\\DisableAntiSpyware"},
+                    "firewall": {
+                        "domain": {"enabled": True, "source": "SYSTEM\\ControlSet001\\Services\\SharedAccess\\"
+                                                              "Parameters\\FirewallPolicy\\DomainProfile\\EnableFirewall"},
+                        "private": {"enabled": False, "source": "SYSTEM\\ControlSet001\\Services\\SharedAccess\\"
+                                                                "Parameters\\FirewallPolicy\\StandardProfile\\"
+                                                                "EnableFirewall"},
+                        "public": {"enabled": True, "source": None}},
+                    "remote_desktop": {"enabled": True, "nla": False,
+                                       "source": "SYSTEM\\ControlSet001\\Control\\Terminal Server\\fDenyTSConnections",
+                                       "nla_source": "SYSTEM\\ControlSet001\\Control\\Terminal Server\\WinStations\\"
+                                                     "RDP-Tcp\\UserAuthentication"}},
     }

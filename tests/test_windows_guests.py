@@ -55,6 +55,7 @@ def test_a_windows_guest_is_read_field_by_field(worker: WorkerProcess, base: Pat
     assert report["packages"]["count"] == len(truth["packages"]) and report["packages"]["format"] == "windows"
     assert report["services"] == truth["services"]
     assert report["users"] == truth["users"] and report["groups"] == truth["groups"]
+    assert report["network"] == truth["network"]
     windows = report["windows"]
     assert {key: windows[key] for key in truth["windows"]} == truth["windows"]
     assert report["image"]["warnings"] == [] and windows["warnings"] == [] and report["errors"] == []

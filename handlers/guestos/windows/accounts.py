@@ -14,7 +14,7 @@ import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from handlers.guestos.windows.hives import Hive
+from handlers.guestos.windows.hives import Hive, sid_text
 
 USERS = "SAM\\Domains\\Account\\Users"
 ALIAS_DOMAINS = ("SAM\\Domains\\Builtin\\Aliases", "SAM\\Domains\\Account\\Aliases")
@@ -38,19 +38,6 @@ def _field(data: bytes, table_at: int, base: int) -> str | None:
     if length == 0 or length % 2 or start + length > len(data):
         return None
     return data[start:start + length].decode("utf-16-le", errors="replace")
-
-
-def sid_text(raw: bytes) -> tuple[str, int] | None:
-    """(``S-1-5-…``, its length in bytes) of the SID at the start of ``raw``."""
-    if len(raw) < 8:
-        return None
-    revision, count = raw[0], raw[1]
-    size = 8 + 4 * count
-    if revision != 1 or count > 15 or len(raw) < size:
-        return None
-    authority = int.from_bytes(raw[2:8], "big")
-    parts = struct.unpack_from(f"<{count}I", raw, 8)
-    return "-".join(["S", "1", str(authority), *map(str, parts)]), size
 
 
 def machine_sid(sam: Hive) -> str | None:

@@ -107,6 +107,19 @@ def _text(data: bytes | None, strip: bool = True) -> str:
     return text.split("\0", 1)[0] if strip else text
 
 
+def sid_text(raw: bytes) -> tuple[str, int] | None:
+    """(``S-1-5-…``, its length in bytes) of the SID at the start of ``raw``."""
+    if len(raw) < 8:
+        return None
+    revision, count = raw[0], raw[1]
+    size = 8 + 4 * count
+    if revision != 1 or count > 15 or len(raw) < size:
+        return None
+    authority = int.from_bytes(raw[2:8], "big")
+    parts = struct.unpack_from(f"<{count}I", raw, 8)
+    return "-".join(["S", "1", str(authority), *map(str, parts)]), size
+
+
 def open_hive(tree: GuestTree, name: str, path: str | None = None) -> tuple[Hive | None, str | None]:
     """(the hive ``name`` of ``CONFIG_DIR``, or the file ``path``; a warning about it), or (None,
     None) when the guest has no such file."""

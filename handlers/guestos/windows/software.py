@@ -1,4 +1,5 @@
-"""Installed applications: the Uninstall keys of the SOFTWARE hive, 64-bit and 32-bit (WOW6432Node)."""
+"""Installed applications (the Uninstall keys of the SOFTWARE hive, 64-bit and 32-bit: WOW6432Node)
+and installed updates (the component store's packages named for a KB article)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 from handlers.guestos.windows.hives import Hive
 
+CBS_PACKAGES = "Microsoft\\Windows\\CurrentVersion\\Component Based Servicing\\Packages"
+_KB = re.compile(r"_for_(KB\d+)~", re.IGNORECASE)
 UNINSTALL_KEYS = {"x64": "Microsoft\\Windows\\CurrentVersion\\Uninstall",
                   "x86": "WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall"}
 
@@ -31,3 +34,9 @@ def installed_applications(software: Hive) -> list[dict[str, Any]]:
                           "publisher": values.get("Publisher"), "install_date": _date(values.get("InstallDate")),
                           "install_location": values.get("InstallLocation") or None, "key": key.name})
     return sorted(found, key=lambda app: (app["name"].casefold(), app["arch"], app["version"] or ""))
+
+
+def hotfixes(software: Hive) -> list[str]:
+    """KB articles of the installed update packages (``Package_for_KB5034129~…``), each once."""
+    found = {match.group(1).upper() for key in software.subkeys(CBS_PACKAGES) if (match := _KB.search(key.name))}
+    return sorted(found, key=lambda kb: int(kb[2:]))

@@ -7,7 +7,7 @@ import struct
 from datetime import UTC, datetime
 from typing import Any
 
-from handlers.guestos.windows.hives import Hive
+from handlers.guestos.windows.hives import Hive, sid_text
 
 CURRENT_VERSION = "Microsoft\\Windows NT\\CurrentVersion"
 #: PROCESSOR_ARCHITECTURE -> the architecture names the Linux guests report
@@ -99,3 +99,20 @@ def drive_letters(mounted: dict[str, dict[str, Any]], partitions: list[dict[str,
                 match = part["device"]
         letters[letter] = match
     return letters
+
+
+def membership(security: Hive | None) -> dict[str, Any]:
+    """Domain or workgroup, from the SECURITY hive's primary domain: its name (``PolPrDmN``, a
+    counted UTF-16 string) and, for a domain, its SID (``PolPrDmS``; a workgroup has none)."""
+    if security is None:
+        return {"type": None, "name": None, "sid": None}
+    raw = security.value("Policy\\PolPrDmN", "")
+    name = None
+    if isinstance(raw, bytes) and len(raw) >= 8:
+        (length,) = struct.unpack_from("<H", raw)
+        for start in (8, 16):  # the string follows a 32- or 64-bit header
+            if len(raw) - start in (length, length + 2) and length % 2 == 0:
+                name = raw[start:start + length].decode("utf-16-le", errors="replace")
+    sid_raw = security.value("Policy\\PolPrDmS", "")
+    sid = sid_text(sid_raw) if isinstance(sid_raw, bytes) and sid_raw else None
+    return {"type": "domain" if sid else "workgroup", "name": name, "sid": sid[0] if sid else None}
