@@ -5,7 +5,8 @@ directly in one process (no platform, no Celery) and, where installed, ``virt-in
     .venv/bin/python -m benchmarks.inspection --broker embedded|redis|rabbitmq|all [--quick] [--drop-caches]
 
 Images are built in the temporary workspace with ``tests.imagebuild`` / ``tests.guestdata`` (sfdisk,
-mke2fs -d under fakeroot, qemu-img; no root). The 1 GiB image is the Debian tree of the tests with
+mke2fs -d under fakeroot, qemu-img; no root), and a Windows Server 2022 image with ``tests.guestdata_windows``
+(mkntfs, libntfs-3g, ntfscp; hives written by ``tests.hivebuild``). The 1 GiB image is the Debian tree of the tests with
 ``--packages`` extra dpkg packages (default 400), a /usr/share/doc file per package, 32 MiB of real data
 and a sparse file that brings its ext4 file system to 1 GiB.
 ``--drop-caches`` writes /proc/sys/vm/drop_caches before each cold run (root; affects the whole host).
@@ -37,9 +38,12 @@ def build_images(base: Path, quick: bool, packages: int) -> dict[str, dict]:
     from tests.imagebuild import build_image
 
     base.mkdir(parents=True, exist_ok=True)
+    from tests.guestdata_windows import make_windows_tree
+
     specs = [("debian-plain.qcow2", make_debian_tree, "plain", "qcow2"),
              ("rhel-plain.raw", make_rhel_tree, "plain", "raw"),
-             ("rhel-lvm-xfs.raw", make_rhel_tree, "rhel-lvm-xfs", "raw")]  # ext4 and XFS-on-LVM side by side
+             ("rhel-lvm-xfs.raw", make_rhel_tree, "rhel-lvm-xfs", "raw"),  # ext4 and XFS-on-LVM side by side
+             ("windows-2022.qcow2", make_windows_tree, "windows", "qcow2")]  # NTFS and the registry
     if not quick:
         specs += [("debian-lvm.raw", make_debian_tree, "lvm", "raw"),
                   ("debian-gpt-efi.vmdk", make_debian_tree, "gpt-boot-efi", "vmdk"),
