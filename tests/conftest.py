@@ -4,6 +4,7 @@ anything imports the Celery app), and real ``celery worker`` processes started o
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -91,6 +92,22 @@ class WorkerPool:
     def kill_all(self) -> None:
         for worker in self.started:
             worker.kill()
+
+
+def serve_pool(tmp_path_factory: pytest.TempPathFactory, pool: str, concurrency: int = 2,
+               **env: str) -> Iterator[WorkerProcess]:
+    """One worker serving ``pool`` for a test module (``yield from`` it in a module-scoped fixture)."""
+    workers = WorkerPool(tmp_path_factory.mktemp(pool))
+    yield workers(concurrency=concurrency, env={"GUESTKIT_POOLS": pool, **env})
+    workers.kill_all()
+
+
+def session_scratch(prefix: str) -> Iterator[Path]:
+    """A directory inside the allowed directories for a test module's images, removed after it."""
+    path = SESSION_DIR / f"{prefix}-{uuid.uuid4().hex[:6]}"
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

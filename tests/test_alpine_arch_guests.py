@@ -6,7 +6,6 @@ applicable."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from app.intake import api
 from handlers.guestos.checks import CATALOGUE
-from tests.conftest import SESSION_DIR, WorkerPool, WorkerProcess, make_job, routed
+from tests.conftest import WorkerProcess, make_job, routed, serve_pool, session_scratch
 from tests.guestdata import assert_report_matches
 from tests.guestdata_alpine_arch import ALPINE_KERNEL, MAKERS
 from tests.imagebuild import build_image
@@ -56,17 +55,12 @@ PROFILE_TRUTH: dict[str, dict[str, str]] = {
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    pool = WorkerPool(tmp_path_factory.mktemp("alparch-workers"))
-    yield pool(concurrency=2, env={"GUESTKIT_POOLS": POOL})
-    pool.kill_all()
+    yield from serve_pool(tmp_path_factory, POOL)
 
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[Path]:
-    path = SESSION_DIR / f"alparch-guests-{uuid.uuid4().hex[:6]}"
-    path.mkdir(parents=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from session_scratch("alparch-guests")
 
 
 def _run(operation: str, image: Path) -> dict[str, Any]:

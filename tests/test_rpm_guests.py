@@ -7,7 +7,6 @@ ground truth of the tree each image was built from."""
 from __future__ import annotations
 
 import functools
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from app.intake import api
-from tests.conftest import SESSION_DIR, WorkerPool, WorkerProcess, make_job, routed
+from tests.conftest import WorkerProcess, make_job, routed, serve_pool, session_scratch
 from tests.guestdata import (
     assert_report_matches,
     make_centos7_tree,
@@ -41,17 +40,12 @@ GUESTS: dict[str, tuple[Callable[..., dict[str, Any]], str, str]] = {
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    pool = WorkerPool(tmp_path_factory.mktemp("rhel-workers"))
-    yield pool(concurrency=2, env={"GUESTKIT_POOLS": POOL})
-    pool.kill_all()
+    yield from serve_pool(tmp_path_factory, POOL)
 
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[Path]:
-    path = SESSION_DIR / f"rhel-guests-{uuid.uuid4().hex[:6]}"
-    path.mkdir(parents=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from session_scratch("rhel-guests")
 
 
 def _build(base: Path, name: str) -> tuple[Path, dict[str, Any], dict[str, Any]]:

@@ -5,7 +5,6 @@ stands and said to be."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from app.intake import api
-from tests.conftest import SESSION_DIR, WorkerPool, WorkerProcess, make_job, routed
+from tests.conftest import WorkerProcess, make_job, routed, serve_pool, session_scratch
 from tests.guestdata_windows import make_windows_tree
 from tests.imagebuild import build_image
 
@@ -23,17 +22,12 @@ POOL = f"windows-{uuid.uuid4().hex[:6]}"
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    pool = WorkerPool(tmp_path_factory.mktemp("windows-workers"))
-    yield pool(concurrency=2, env={"GUESTKIT_POOLS": POOL})
-    pool.kill_all()
+    yield from serve_pool(tmp_path_factory, POOL)
 
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[Path]:
-    path = SESSION_DIR / f"windows-guests-{uuid.uuid4().hex[:6]}"
-    path.mkdir(parents=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from session_scratch("windows-guests")
 
 
 def _inspect(base: Path, name: str, fmt: str, **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
