@@ -32,7 +32,10 @@ from tests.xfsbuild import build_xfs
 MiB = 1024 * 1024
 SECTOR = 512
 EXTENT = 4 * MiB
-LAYOUTS = ("plain", "gpt-boot-efi", "lvm", "rhel-lvm-xfs", "xfs", "windows")
+#: layouts of a Linux root tree (``test_guestimage_read`` reads each in every format)
+LAYOUTS = ("plain", "gpt-boot-efi", "lvm", "rhel-lvm-xfs", "xfs")
+#: the layout of a Windows tree: NTFS volumes (no symlinks or owners in the tree)
+WINDOWS_LAYOUT = "windows"
 FORMATS = ("raw", "qcow2", "vmdk", "vhdx", "vdi")
 #: test variants: name -> (format, build_image keyword arguments)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -586,8 +589,8 @@ def build_image(root_dir: Path, out: Path, layout: str = "plain", fmt: str = "ra
     mountpoints, the fstab text written into the image, lvm facts, and fs_offsets (byte offset of
     each contiguous filesystem in the raw disk).
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose from {LAYOUTS}")
+    if layout not in (*LAYOUTS, WINDOWS_LAYOUT):
+        raise ValueError(f"unknown layout {layout!r}; choose from {(*LAYOUTS, WINDOWS_LAYOUT)}")
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
     out = Path(out)
