@@ -88,7 +88,7 @@ def _check_room(ctx: HandlerContext, paths: _Paths, image: PinnedImage, work: Pa
     if need > limit * MiB:
         raise ResourceLimitExceeded("the raw working copy of the image", "max_work_dir_mb", limit,
                                     -(-need // MiB), "MiB")
-    needs = {work: need, paths.output: measure_image(image.qemu_name, info.format, info.format)}
+    needs = {work: need, paths.output: need}  # the fixed image holds what the working copy does
     if paths.backup is not None:
         needs[paths.backup] = info.actual_size or 0
     check_room(needs, ctx.limits.output_reserve_mb)

@@ -93,7 +93,7 @@ def inspect_tree(tree: GuestTree, options: InspectOptions | None = None,
     report_progress("os_detection", 45, "detecting the operating system")
     os_facts = guarded("os", lambda: detect_os(tree) | {"hostname": read_hostname(tree)})
     if os_facts is not None and os_facts["type"] == "windows":
-        return _inspect_windows(tree, options, report_progress, errors)
+        return _inspect_windows(tree, options, report_progress, errors, os_facts)
     report: dict[str, Any] = {
         "os": os_facts,
         "kernels": guarded("kernels", lambda: read_kernels(tree)),
@@ -138,14 +138,14 @@ def inspect_tree(tree: GuestTree, options: InspectOptions | None = None,
 
 
 def _inspect_windows(tree: GuestTree, options: InspectOptions, report_progress: PhaseProgress,
-                     errors: list[dict[str, str]]) -> dict[str, Any]:
+                     errors: list[dict[str, str]], os_facts: dict[str, Any]) -> dict[str, Any]:
     """A Windows guest's report, from its registry: the sections a Linux guest has where they mean
     the same (``os``, ``timezone``, ``packages`` as its applications, ``services`` as its service
     list) and ``windows`` for what only Windows has."""
     report_progress("package_scan", 55, "reading the registry")
     found = _guarded(errors, "windows", lambda: read_windows(tree))
     if found is None:
-        return {"os": detect_os(tree) | {"hostname": None}, "errors": errors, "truncated": tree.truncated}
+        return {"os": os_facts, "errors": errors, "truncated": tree.truncated}
     report: dict[str, Any] = {"os": found["os"], "kernels": [], "machine_id": None, "cloud_init": None,
                               "timezone": found["timezone"]}
     if options.include_storage:

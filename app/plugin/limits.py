@@ -17,9 +17,9 @@ README's settings table lists them), enforced in one place:
   as it starts: ``app.run.memory``); a job that runs out fails, the child lives on;
 - ``max_result_bytes``: a result document, as compact JSON (``app.run.adapter``).
 
-A job that needs more than a limit allows fails ``RESOURCE_LIMIT`` (the two that cut instead let it
-complete, saying what was cut) (``ResourceLimitExceeded``),
-saying which limit, its value and what the job wanted.
+A job that needs more than a limit allows fails ``RESOURCE_LIMIT`` (``ResourceLimitExceeded``),
+saying which limit, its value and what the job wanted; the limits on what is read from a guest cut
+instead, and the job completes saying what was cut.
 """
 
 from __future__ import annotations

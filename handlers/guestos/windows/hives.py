@@ -95,9 +95,9 @@ def decode(value: Any) -> Any:  # noqa: ANN401 - a pyregf.value
             return [item for item in _text(value.data, strip=False).split("\0") if item]
         if kind in (REG_DWORD, REG_QWORD, REG_DWORD_BIG_ENDIAN):
             return value.data_as_integer
-    except (OSError, ValueError):
+        return value.data
+    except (OSError, ValueError):  # data a damaged hive cannot give: the value counts as absent
         return None
-    return value.data
 
 
 def _text(data: bytes | None, strip: bool = True) -> str:
