@@ -95,6 +95,9 @@ result_serializer = "json"
 accept_content = ["json"]
 task_acks_late = True
 task_reject_on_worker_lost = True
+#: seconds the pool waits for the result of a job whose process died before it calls the process lost
+#: (Celery's worker_lost_wait; the job store holds each job's state, so nothing is lost by waiting less)
+worker_lost_wait = float(_env("GUESTKIT_WORKER_LOST_WAIT", "10"))
 worker_prefetch_multiplier = 1
 task_default_queue = guestkit_pools[0]
 worker_concurrency = int(_env("GUESTKIT_CONCURRENCY", str(os.cpu_count() or 2)))

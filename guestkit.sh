@@ -72,12 +72,35 @@ case "${1:-}" in
       esac
     done
     "$VENV/bin/ruff" check .
-    "$VENV/bin/python" -m pytest -q ${marks:+-m "$marks"} "${args[@]}"
-    # the integration suite (marked "broker") once more on each real broker
+    # three runs side by side: the suite (its output as it goes), and the integration suite (marked
+    # "broker") once more on each real broker, printed when it ends. Each pytest process has its own
+    # workspace, embedded broker, job-store prefix, pools and queues (tests/conftest.py), so they share
+    # nothing. Most of the suite's time is waiting for workers and jobs, hence more test processes than
+    # cores (-n; one given here wins). A real broker gets one test process: Flower and Celery's broadcasts
+    # see every worker on it, and test_flower counts on seeing only its own.
+    logs=$(mktemp -d "${TMPDIR:-/tmp}/guestkit-lanes-XXXXXX")
+    pids=()
     for broker in redis rabbitmq; do
-      echo "guestkit: integration suite on $broker" >&2
-      "$VENV/bin/python" -m pytest -q -m "broker${marks:+ and ($marks)}" --broker="$broker" "${args[@]}"
+      "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "broker${marks:+ and ($marks)}" --broker="$broker" \
+        "${args[@]}" > "$logs/$broker.log" 2>&1 &
+      pids+=($!)
     done
+    trap 'kill "${pids[@]}" 2>/dev/null' INT TERM
+    failed=()
+    "$VENV/bin/python" -m pytest -q -n "${GUESTKIT_TEST_PROCESSES:-4}" --dist loadfile ${marks:+-m "$marks"} "${args[@]}" \
+      || failed+=(suite)
+    for i in 0 1; do
+      broker=$([ "$i" = 0 ] && echo redis || echo rabbitmq)
+      echo "guestkit: integration suite on $broker" >&2
+      rc=0; wait "${pids[$i]}" || rc=$?
+      [ "$rc" = 0 ] || [ "$rc" = 5 ] || failed+=("$broker")  # 5: the options chose no broker test
+      cat "$logs/$broker.log"
+    done
+    rm -rf "$logs"
+    if [ ${#failed[@]} -gt 0 ]; then
+      echo "guestkit: failed: ${failed[*]}" >&2
+      exit 1
+    fi
     ;;
   *)
     echo "usage: $0 run [celery worker options] | test [pytest options]" >&2

@@ -375,6 +375,8 @@ class Chaos:
             # a job whose message the broker lost (kombu's Redis transport can, when a worker dies
             # between BRPOP and its unacked bookkeeping) is published again after this long
             "GUESTKIT_REQUEUE_AFTER": "15",
+            # a killed pool child's job is called lost (and retried) after this long, not Celery's 10 s
+            "GUESTKIT_WORKER_LOST_WAIT": "1",
         }
 
     def setup(self) -> None:

@@ -36,6 +36,8 @@ ENV = {
     "GUESTKIT_RUN_LEASE": "3",
     # any worker of the session may hold the (single) requeue duty: keep its delay short everywhere
     "GUESTKIT_REQUEUE_AFTER": "3",
+    # a pool process that died is called lost after this long (Celery waits 10 s for its last result)
+    "GUESTKIT_WORKER_LOST_WAIT": "1",
     "GUESTKIT_POOLS": f"default-{SESSION_TAG}",
 }
 os.environ.update(ENV)
@@ -62,6 +64,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "broker: integration test that runs once per broker (--broker)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds (chaos, outages, the browser, benchmark "
                                        "smoke runs, big images); the quick lane -m 'not slow' leaves it out")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A passing session leaves nothing behind (a failing one keeps its workspace for a look)."""
+    if exitstatus == 0:
+        shutil.rmtree(SESSION_DIR, ignore_errors=True)
 
 
 def require_service_or_exit(url: str) -> None:

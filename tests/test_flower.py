@@ -24,7 +24,9 @@ CREDENTIALS = ("monitor", uuid.uuid4().hex)
 SLEEP_SECONDS = 3.0
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 # its shared memory in /tmp, not /dev/shm: test_limits keeps /dev/shm's free space steady
+                 "--disable-dev-shm-usage"]
 FINAL_STATE = {"test.sleep": "SUCCESS", "system.echo": "SUCCESS", "test.boom": "FAILURE"}
 
 

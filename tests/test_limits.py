@@ -96,14 +96,34 @@ def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
     """Images holding 64, 4 and 48 MiB of data, and then a worker whose file systems are nearly
     full: the reserve it must keep is all but 40 MiB of what is free where the tests write (as a
     small disk would be), and its work directory may take 32 MiB."""
-    images = {name: _qcow2(SESSION_DIR / f"{name}-{uuid.uuid4().hex[:6]}.qcow2", "", data_mb=size)
+    where = _quiet_dir()
+    images = {name: _qcow2(where / f"{name}-{uuid.uuid4().hex[:6]}.qcow2", "", data_mb=size)
               for name, size in (("big", 64), ("small", 4), ("fixme", 48))}
-    free_mb = shutil.disk_usage(SESSION_DIR).free // MiB
+    free_mb = shutil.disk_usage(where).free // MiB
     pool = WorkerPool(tmp_path_factory.mktemp("tight-workers"))
     pool(concurrency=1, env={"GUESTKIT_POOLS": TIGHT_POOL, "GUESTKIT_OUTPUT_RESERVE_MB": str(free_mb - 40),
-                             "GUESTKIT_MAX_WORK_DIR_MB": "32"})
+                             "GUESTKIT_MAX_WORK_DIR_MB": "32",
+                             "GUESTKIT_ALLOWED_DIRS": f"{SESSION_DIR}:{where}"})
     yield images
     pool.kill_all()
+    if where != SESSION_DIR:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def _quiet_dir() -> Path:
+    """Where the outputs of the nearly-full worker go: a file system no other test writes to where the
+    machine has one (/dev/shm), so that the tests running beside this one (the test command runs several
+    at once) do not move its free space by more than the 40 MiB margin; else the session's directory."""
+    shm = Path("/dev/shm")
+    try:
+        apart = shm.stat().st_dev != SESSION_DIR.stat().st_dev and shutil.disk_usage(shm).free > 512 * MiB
+    except OSError:
+        apart = False
+    if not apart:
+        return SESSION_DIR
+    where = shm / f"guestkit-tight-{uuid.uuid4().hex[:6]}"
+    where.mkdir()
+    return where
 
 
 def _qcow2(path: Path, virtual: str, data_mb: int = 0) -> Path:
