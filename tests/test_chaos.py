@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -88,13 +87,14 @@ def test_duplicate_delivery_of_a_running_job_does_not_run_it_twice(start_worker,
     scratch = SESSION_DIR / "dup" / tmp_path.name
     scratch.mkdir(parents=True)
     runs = scratch / "runs"
-    start_worker(concurrency=2, env={"GUESTKIT_POOLS": pool_name})
+    worker = start_worker(concurrency=2, env={"GUESTKIT_POOLS": pool_name})
     doc = routed(make_job("test.count", {"runs_file": str(runs), "seconds": 3}, max_attempts=3), pool_name)
     handle = api.submit(doc)
     wait_for(runs.exists, 30, "the job to start")
     api.publish(validate(doc))  # the broker hands the same message out again while it runs
     result = handle.result(timeout=60)
-    time.sleep(4)
+    # the duplicate waited for the run lease, came back once the job had ended, and was dropped
+    wait_for(lambda: f"[{doc['job_id']}] ignored" in worker.text(), 30, "the duplicate delivery to be dropped")
     executions = runs.read_text().split("\n")
     assert result["status"] == "completed"
     assert len([line for line in executions if line]) == 1, executions

@@ -169,7 +169,8 @@ def test_bridge_keeps_files_while_the_broker_is_down(tmp_path: Path) -> None:
         doc = make_job()
         (jobs / ".drop.tmp").write_text(json.dumps(doc))
         os.rename(jobs / ".drop.tmp", jobs / "drop.json")
-        time.sleep(4)
+        wait_for(lambda: b"drop.json stays in place until the broker is back" in bridge_log.read_bytes(), 30,
+                 "the bridge to find the broker gone")
         assert not (jobs / "failed" / "drop.json").exists(), (jobs / "failed" / "drop.json.reason.txt").read_text()
         outage.start()
         wait_for(lambda: (jobs / "done" / "drop.json").exists(), 60, "the file to reach done/")
