@@ -14,8 +14,9 @@ mke2fs:e2fsprogs debugfs:e2fsprogs fakeroot:fakeroot mkntfs:ntfs-3g"
 # needed by the test command only: the browser test of Flower's pages, the two real brokers (the
 # outage tests start and stop their own servers from these binaries), xfsprogs (the tests build XFS
 # guests with mkfs.xfs -p and mend them with xfs_db), rpm (rpmbuild and rpm write the RHEL guests'
-# rpm database, and read Berkeley DB ones as a second reader) and db5.3-util (db5.3_load writes them)
-TEST_DEBIAN_TOOLS="chromium:chromium redis-server:redis-server rabbitmq-server:rabbitmq-server mkfs.xfs:xfsprogs xfs_db:xfsprogs rpmbuild:rpm db5.3_load:db5.3-util"
+# rpm database, and read Berkeley DB ones as a second reader), db5.3-util (db5.3_load writes them) and
+# cryptsetup-bin (luksFormat makes LUKS volumes in plain files; luksDump reads them back)
+TEST_DEBIAN_TOOLS="chromium:chromium redis-server:redis-server rabbitmq-server:rabbitmq-server mkfs.xfs:xfsprogs xfs_db:xfsprogs rpmbuild:rpm db5.3_load:db5.3-util cryptsetup:cryptsetup-bin"
 # shared library -> Debian package (playwright's driver needs libatomic)
 TEST_DEBIAN_LIBS="libatomic.so.1:libatomic1"
 

@@ -109,7 +109,7 @@ def _unknown_partition(path: Path) -> None:
 
 
 TRUNCATED: list[tuple[str, Callable[[Path], None], str]] = [
-    ("xfs", _xfs, "xfs"), ("btrfs", _btrfs, "btrfs"), ("luks", _luks, "crypto_LUKS"),
+    ("xfs", _xfs, "xfs"), ("btrfs", _btrfs, "btrfs"),
     ("random", _random, ""), ("text", _text, ""), ("empty", _empty, ""),
     ("past-end", _past_end, "outside the disk"), ("ebr-loop", _ebr_loop, "loops"),
     ("gpt-crc", _gpt_corrupt, "checksum"), ("blank-partition", _unknown_partition, "no readable filesystem"),
@@ -122,6 +122,20 @@ def test_unreadable_raw_images(tmp_path: Path, name: str, make: Callable[[Path],
     make(path)
     error = _expect_unsupported(path, contains=contains)
     assert error.details
+
+
+def test_a_volume_with_a_damaged_luks_header_is_still_an_encrypted_volume(tmp_path: Path) -> None:
+    """Never UNSUPPORTED_IMAGE nor "unknown": the operator learns the image holds an encrypted volume."""
+    path = tmp_path / "luks.img"
+    _luks(path)
+    with pytest.raises(JobError) as caught:
+        with open_guest(path) as guest:
+            guest.root_tree()
+    error = caught.value
+    assert error.code == ErrorCode.ENCRYPTED_VOLUME, error
+    assert "/dev/sda1: LUKS2" in error.message and "header is damaged" in error.message
+    (volume,) = error.details["encrypted_volumes"]
+    assert volume["type"] == "crypto_LUKS" and "header size 0" in volume["encryption"]["header_error"]
 
 
 @pytest.mark.parametrize("fmt", ["qcow2", "vmdk", "vdi", "vhdx"])

@@ -30,6 +30,8 @@ class ErrorCode(StrEnum):
     GUEST_LINK_REFUSED = "GUEST_LINK_REFUSED"
     #: the job needs more of a resource than a limit allows (``app.plugin.limits``)
     RESOURCE_LIMIT = "RESOURCE_LIMIT"
+    #: what the job needs lies inside an encrypted volume (LUKS, BitLocker) and no key is given
+    ENCRYPTED_VOLUME = "ENCRYPTED_VOLUME"
 
 
 #: Codes after which running the same job again may succeed.

@@ -15,3 +15,9 @@ def unsupported(message: str, **details: Any) -> JobError:
 def not_found(path: str) -> JobError:
     return JobError(ErrorCode.IMAGE_NOT_FOUND, f"{path} does not exist", details={"path": path},
                     recoverable=False)
+
+
+def encrypted(message: str, volumes: list[dict[str, Any]], **details: Any) -> JobError:
+    """An ``ENCRYPTED_VOLUME`` error: what is needed is inside ``volumes`` (their ``filesystems`` entries)."""
+    return JobError(ErrorCode.ENCRYPTED_VOLUME, message, details={"encrypted_volumes": volumes, **details},
+                    recoverable=False)

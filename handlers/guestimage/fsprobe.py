@@ -7,14 +7,17 @@ import uuid
 from dataclasses import dataclass
 
 from .blockdev import BlockDevice
+from .encrypted import is_luks, text_field
 
 #: filesystem types the engine can read (through pytsk3; xfs through libfsxfs)
 READABLE = ("ext2", "ext3", "ext4", "vfat", "ntfs", "xfs")
+#: encrypted volumes, recognised from their headers (``encrypted``): their contents need a key
+ENCRYPTED = ("crypto_LUKS", "BitLocker")
 
 
 @dataclass
 class Probe:
-    type: str  # ext4, vfat, ntfs, xfs, btrfs, crypto_LUKS, swap, LVM2_member, unknown
+    type: str  # ext4, vfat, ntfs, xfs, btrfs, crypto_LUKS, BitLocker, swap, LVM2_member, unknown
     uuid: str | None = None
     label: str | None = None
     size_bytes: int | None = None
@@ -95,8 +98,10 @@ def probe(dev: BlockDevice) -> Probe:
     head = dev.read(0, 4096)
     if len(head) < 1024:
         return Probe("unknown")
-    if head[:6] == b"LUKS\xba\xbe" or head[:6] == b"SKUL\xba\xbe":
-        return Probe("crypto_LUKS", _text(head[168:208]))
+    if is_luks(head):
+        version, = struct.unpack_from(">H", head, 6)
+        label = text_field(head[24:72], 48) if version == 2 else None
+        return Probe("crypto_LUKS", text_field(head[168:208], 40), label)
     if head[:4] == b"XFSB":
         block_size, blocks = struct.unpack_from(">IQ", head, 4)
         return Probe("xfs", _uuid(head[32:48]), _text(head[108:120]), block_size * blocks)

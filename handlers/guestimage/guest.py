@@ -16,9 +16,10 @@ from handlers.tree import read_text, record_truncation
 
 from . import lvm
 from .blockdev import BlockDevice, CachedDevice, LinearDevice, RawFileDevice, SliceDevice
-from .errors import unsupported
+from .encrypted import EncryptedVolume, read_encrypted
+from .errors import encrypted, unsupported
 from .fsentry import Filesystem
-from .fsprobe import READABLE, probe
+from .fsprobe import ENCRYPTED, READABLE, probe
 from .fstab import FstabEntry, parse_fstab
 from .nbd import NbdDevice
 from .partitions import PartitionInfo, check_overlaps, has_gpt, has_mbr_signature, parse_gpt, parse_mbr
@@ -47,6 +48,8 @@ class FilesystemInfo:
     offset_bytes: int | None = None
     #: what the reader could not vouch for (an XFS whose log is dirty is read as it stands)
     warning: str | None = None
+    #: an encrypted volume's header facts (``encrypted.EncryptedVolume``); None for anything else
+    encryption: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +80,8 @@ class Guest:
         self._open_fs: dict[str, Filesystem] = {}
         #: device -> why its filesystem could not be opened (when looking for the root)
         self._unopened: dict[str, str] = {}
+        #: device -> the header facts of each encrypted volume found
+        self._encrypted: dict[str, EncryptedVolume] = {}
         self._root_view: GuestView | None = None
         self._scan()
 
@@ -142,6 +147,7 @@ class Guest:
                 except JobError:
                     pass
         if not any(fs.type in READABLE for fs in self.filesystems):
+            self._refuse_if_encrypted("no filesystem outside")
             raise unsupported(
                 "no readable filesystem found in the image: "
                 + (", ".join(f"{fs.type} on {fs.device}" for fs in self.filesystems)
@@ -167,8 +173,22 @@ class Guest:
             warning = (f"the XFS log of {name} is dirty (the image was taken while it was mounted, as of a running "
                        "VM): it is read as it stands, without replaying the log; its most recent changes may be "
                        "missing")
+        volume = read_encrypted(dev, kind.type) if kind.type in ENCRYPTED else None
+        if volume is not None:
+            self._encrypted[name] = volume
         self.filesystems.append(FilesystemInfo(name, kind.type, kind.uuid, kind.label, kind.size_bytes,
-                                               number, offset, warning))
+                                               number, offset, warning, volume.as_dict() if volume else None))
+
+    def _refuse_if_encrypted(self, what: str) -> None:
+        """ENCRYPTED_VOLUME naming the encrypted volumes, when there are any: what was looked for is
+        likely inside one of them."""
+        if not self._encrypted:
+            return
+        named = "; ".join(f"{device}: {volume.summary()}" for device, volume in self._encrypted.items())
+        raise encrypted(f"{what} the encrypted volume{'s' if len(self._encrypted) > 1 else ''} of this image, "
+                        f"which cannot be read without a key: {named}",
+                        [fs.as_dict() for fs in self.filesystems if fs.device in self._encrypted],
+                        filesystems=[fs.as_dict() for fs in self.filesystems])
 
     @property
     def warnings(self) -> list[str]:
@@ -240,6 +260,20 @@ class Guest:
             return DISK
         return None
 
+    def _crypttab_source(self, spec: str) -> str | None:
+        """The encrypted volume behind ``/dev/mapper/NAME``, as the guest's /etc/crypttab names it."""
+        name = spec.removeprefix("/dev/mapper/")
+        if name == spec or not self._encrypted or "/" not in self.mountpoints:
+            return None
+        text = read_text(GuestView({"/": self._fs(self.mountpoints["/"])}, self.limits, self.truncated),
+                         "/etc/crypttab") or ""
+        for line in text.splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and not fields[0].startswith("#") and fields[0] == name:
+                device = self.find_device(fields[1])
+                return device if device in self._encrypted else None
+        return None
+
     def root_tree(self) -> GuestView:
         """The guest's root filesystem with the others placed at their fstab mountpoints."""
         if self._root_view is not None:
@@ -248,6 +282,7 @@ class Guest:
         readable = [fs.device for fs in self.filesystems if fs.type in READABLE]
         roots = [device for device in readable if self._looks_like_root(device)]
         if not roots:
+            self._refuse_if_encrypted("no root filesystem (with /etc or /Windows) found outside")
             unopened = "".join(f"; {message}" for message in self._unopened.values())
             raise unsupported("no root filesystem (with /etc or /Windows) found" + unopened,
                               filesystems=[fs.as_dict() for fs in self.filesystems], unopened=self._unopened)
@@ -262,10 +297,12 @@ class Guest:
             point = os.path.normpath(entry.mountpoint) if entry.mountpoint.startswith("/") else ""
             if not point or point == "/" or entry.fstype in _VIRTUAL_FS:
                 continue
-            device = self.find_device(entry.spec)
+            device = self.find_device(entry.spec) or self._crypttab_source(entry.spec)
             info = self.filesystem(device) if device else None
             if device is None or info is None or info.type not in READABLE:
-                reason = "not found in the image" if info is None else f"{info.type} is not readable"
+                reason = ("not found in the image" if info is None
+                          else f"encrypted: {self._encrypted[device].summary()}" if device in self._encrypted
+                          else f"{info.type} is not readable")
                 self.unplaced_mounts.append({"mountpoint": point, "spec": entry.spec, "reason": reason})
                 continue
             mounts[point] = self._fs(device)
