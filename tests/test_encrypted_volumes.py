@@ -1,8 +1,10 @@
 """Encrypted volumes are recognised from their headers, without a key: LUKS1 and LUKS2 volumes made by
 ``cryptsetup luksFormat`` read back as ``cryptsetup luksDump`` shows them (version, UUID, label, cipher,
 key size, key slots in use, LUKS2 tokens), a LUKS2 header whose checksum fails is read from its second
-copy, and through real jobs: a guest whose root is encrypted fails ``ENCRYPTED_VOLUME`` naming the
-volume, one with an encrypted /home is read and lists it. Mutated headers never raise."""
+copy; BitLocker volumes (built here from the published format: Windows cannot be run here) of each
+layout, state and protector read back as built; and through real jobs: a guest whose root is encrypted
+fails ``ENCRYPTED_VOLUME`` naming the volume, one with an encrypted /home is read and lists it. Mutated
+headers never raise."""
 
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.intake import api
+from handlers.guestimage.bitlocker import read_bitlocker
 from handlers.guestimage.blockdev import RawFileDevice
 from handlers.guestimage.encrypted import EncryptedVolume, read_luks
+from handlers.guestimage.fsprobe import probe
+from tests.bitlockerbuild import OFFSETS, bitlocker_volume
 from tests.conftest import WorkerProcess, make_job, routed, serve_pool, session_scratch
 from tests.cryptbuild import disk_with, luks_volume
 from tests.imagebuild import sample_root
@@ -83,6 +88,49 @@ def test_a_luks2_volume_whose_both_copies_are_damaged_is_still_named(base: Path)
     assert "damaged" in found.summary() and truth["uuid"] in found.summary()
 
 
+# --- BitLocker ------------------------------------------------------------------------------------
+BITLOCKER: dict[str, dict[str, Any]] = {
+    "windows-7-and-later": {},
+    "to-go": {"layout": "BitLocker To Go", "protectors": ("password", "recovery password"),
+              "description": "USB-STICK E: 1/3/2026"},
+    "vista": {"layout": "Windows Vista", "method": "AES-CBC-128 with diffuser", "protectors": ("TPM",)},
+    "used-space-only": {"used_space_only": True, "method": "AES-XTS-256", "protectors": ("TPM and PIN",)},
+    "suspended-decrypting": {"state": "decryption in progress", "method": "AES-CBC-256",
+                             "protectors": ("clear key (protection suspended)", "startup key")},
+    "paused": {"state": "encryption paused", "description": None},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BITLOCKER))
+def test_a_bitlocker_header_reads_as_built(base: Path, name: str) -> None:
+    volume = base / f"{name}.bitlocker"
+    truth = bitlocker_volume(volume, **BITLOCKER[name])
+    device = RawFileDevice(str(volume))
+    assert probe(device).type == "BitLocker"  # never NTFS, nor FAT for To Go's "MSWIN4.1"
+    found = read_bitlocker(device)
+    assert _facts(found, truth) == truth
+    assert found.header_error is None
+
+
+def test_a_bitlocker_metadata_copy_whose_checksum_fails_is_passed_over(base: Path) -> None:
+    volume = base / "damaged-first-copy.bitlocker"
+    truth = bitlocker_volume(volume, description="WIN-FS01 C: 12/7/2026")
+    _poke(volume, OFFSETS[0] + 200, b"\xff")  # inside the first copy's entries: its CRC-32 fails
+    found = read_bitlocker(RawFileDevice(str(volume)))
+    assert _facts(found, truth) == truth
+    assert found.header_error == f"the checksum of the metadata block at byte {OFFSETS[0]} does not match"
+
+
+def test_a_bitlocker_volume_whose_metadata_is_gone_is_still_named(base: Path) -> None:
+    volume = base / "no-metadata.bitlocker"
+    bitlocker_volume(volume)
+    for offset in OFFSETS:
+        _poke(volume, offset, b"\0" * 8)
+    found = read_bitlocker(RawFileDevice(str(volume)))
+    assert found.scheme == "BitLocker" and found.uuid is None
+    assert found.header_error == "; ".join(f"no metadata block at byte {offset}" for offset in OFFSETS)
+
+
 # --- through real jobs ----------------------------------------------------------------------------
 def _inspect(image: Path) -> dict[str, Any]:
     return api.submit(routed(make_job("guestkit.inspect", {"image": {"path": str(image)}}), POOL)).result(timeout=120)
@@ -108,6 +156,22 @@ def test_an_encrypted_root_fails_encrypted_volume_naming_it(worker: WorkerProces
         "/dev/sda2", "crypto_LUKS", truth["uuid"], "cryptroot")
     assert _facts(named["encryption"], truth) == truth
     assert [fs["type"] for fs in error["details"]["filesystems"]] == ["ext4", "crypto_LUKS"]
+
+
+def test_an_image_of_nothing_but_a_bitlocker_volume_fails_encrypted_volume(worker: WorkerProcess,
+                                                                         base: Path) -> None:
+    volume = base / "c-drive.bitlocker"
+    truth = bitlocker_volume(volume, size=16 * 1024 * 1024)
+    image = base / "bitlocker-only.qcow2"
+    disk_with(volume, image, None, "qcow2")  # the first partition is left blank
+    result = _inspect(image)
+    error = result["error"]
+    assert result["status"] == "failed" and error["code"] == "ENCRYPTED_VOLUME", result
+    assert error["message"].startswith("no filesystem outside the encrypted volume of this image")
+    assert "/dev/sda2: BitLocker (AES-XTS-128, 128-bit key, UUID " + truth["uuid"] in error["message"]
+    (named,) = error["details"]["encrypted_volumes"]
+    assert (named["type"], named["uuid"]) == ("BitLocker", truth["uuid"])
+    assert _facts(named["encryption"], truth) == truth
 
 
 def test_a_guest_with_an_encrypted_home_is_read_and_lists_the_volume(worker: WorkerProcess, base: Path) -> None:
@@ -178,4 +242,24 @@ def test_mutated_luks_headers_never_raise(luks2_header: bytes, edits: list[tuple
         header[at:at + len(chunk)] = chunk
     found = read_luks(_Bytes(_resealed(header) if reseal else bytes(header)))
     assert found.scheme.startswith("LUKS")
+    assert found.summary()
+
+
+@pytest.fixture(scope="module")
+def bitlocker_header(base: Path) -> bytes:
+    volume = base / "fuzz.bitlocker"
+    bitlocker_volume(volume, size=OFFSETS[2] + 65536)
+    return volume.read_bytes()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(st.lists(st.tuples(st.sampled_from([0, *OFFSETS]), st.integers(0, 1200), st.binary(min_size=1, max_size=8)),
+                min_size=1, max_size=6))
+def test_mutated_bitlocker_headers_never_raise(bitlocker_header: bytes, edits: list[tuple[int, int, bytes]]) -> None:
+    data = bytearray(bitlocker_header)
+    for base_offset, offset, chunk in edits:
+        at = base_offset + (offset % 512 if base_offset == 0 else offset)
+        data[at:at + len(chunk)] = chunk
+    found = read_bitlocker(_Bytes(bytes(data)))
+    assert found.scheme == "BitLocker"
     assert found.summary()

@@ -214,7 +214,3 @@ def _luks2(dev: BlockDevice, head: bytes) -> EncryptedVolume:
     found.key_bits = sizes[0] * 8 if sizes else None
     return found
 
-
-def read_encrypted(dev: BlockDevice, kind: str) -> EncryptedVolume:
-    """The header facts of an encrypted volume ``fsprobe`` named ``kind`` (crypto_LUKS)."""
-    return read_luks(dev)

@@ -6,6 +6,7 @@ import struct
 import uuid
 from dataclasses import dataclass
 
+from .bitlocker import layout as bitlocker_layout
 from .blockdev import BlockDevice
 from .encrypted import is_luks, text_field
 
@@ -102,6 +103,8 @@ def probe(dev: BlockDevice) -> Probe:
         version, = struct.unpack_from(">H", head, 6)
         label = text_field(head[24:72], 48) if version == 2 else None
         return Probe("crypto_LUKS", text_field(head[168:208], 40), label)
+    if bitlocker_layout(head[:512]) is not None:
+        return Probe("BitLocker")
     if head[:4] == b"XFSB":
         block_size, blocks = struct.unpack_from(">IQ", head, 4)
         return Probe("xfs", _uuid(head[32:48]), _text(head[108:120]), block_size * blocks)

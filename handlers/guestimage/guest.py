@@ -15,8 +15,9 @@ from app.plugin.limits import Limits
 from handlers.tree import read_text, record_truncation
 
 from . import lvm
+from .bitlocker import read_bitlocker
 from .blockdev import BlockDevice, CachedDevice, LinearDevice, RawFileDevice, SliceDevice
-from .encrypted import EncryptedVolume, read_encrypted
+from .encrypted import EncryptedVolume, read_luks
 from .errors import encrypted, unsupported
 from .fsentry import Filesystem
 from .fsprobe import ENCRYPTED, READABLE, probe
@@ -32,6 +33,9 @@ Progress = Callable[[int, str], None]
 DISK = "/dev/sda"
 _PART_NAME = re.compile(r"^/dev/(?:[shv]da|xvda|nvme0n1p|mmcblk0p)(\d+)$")
 _WHOLE_DISK = re.compile(r"^/dev/(?:[shv]da|xvda|nvme0n1|mmcblk0)$")
+#: the header reader of each kind of encrypted volume ``fsprobe.ENCRYPTED`` names
+_HEADER_READERS: dict[str, Callable[[BlockDevice], EncryptedVolume]] = {"crypto_LUKS": read_luks,
+                                                                         "BitLocker": read_bitlocker}
 _VIRTUAL_FS = {"swap", "none", "proc", "sysfs", "tmpfs", "devpts", "devtmpfs", "cgroup", "cgroup2",
                "securityfs", "debugfs", "nfs", "nfs4", "cifs", "bind", "overlay", "auto"}
 
@@ -173,11 +177,12 @@ class Guest:
             warning = (f"the XFS log of {name} is dirty (the image was taken while it was mounted, as of a running "
                        "VM): it is read as it stands, without replaying the log; its most recent changes may be "
                        "missing")
-        volume = read_encrypted(dev, kind.type) if kind.type in ENCRYPTED else None
+        volume = _HEADER_READERS[kind.type](dev) if kind.type in ENCRYPTED else None
         if volume is not None:
             self._encrypted[name] = volume
-        self.filesystems.append(FilesystemInfo(name, kind.type, kind.uuid, kind.label, kind.size_bytes,
-                                               number, offset, warning, volume.as_dict() if volume else None))
+        fs_uuid = kind.uuid or (volume.uuid if volume else None)  # BitLocker's volume GUID is in its metadata
+        self.filesystems.append(FilesystemInfo(name, kind.type, fs_uuid, kind.label, kind.size_bytes, number, offset,
+                                               warning, volume.as_dict() if volume else None))
 
     def _refuse_if_encrypted(self, what: str) -> None:
         """ENCRYPTED_VOLUME naming the encrypted volumes, when there are any: what was looked for is
