@@ -15,8 +15,9 @@ mke2fs:e2fsprogs debugfs:e2fsprogs fakeroot:fakeroot mkntfs:ntfs-3g"
 # outage tests start and stop their own servers from these binaries), xfsprogs (the tests build XFS
 # guests with mkfs.xfs -p and mend them with xfs_db), rpm (rpmbuild and rpm write the RHEL guests'
 # rpm database, and read Berkeley DB ones as a second reader), db5.3-util (db5.3_load writes them) and
-# cryptsetup-bin (luksFormat makes LUKS volumes in plain files; luksDump reads them back)
-TEST_DEBIAN_TOOLS="chromium:chromium redis-server:redis-server rabbitmq-server:rabbitmq-server mkfs.xfs:xfsprogs xfs_db:xfsprogs rpmbuild:rpm db5.3_load:db5.3-util cryptsetup:cryptsetup-bin"
+# cryptsetup-bin (luksFormat makes LUKS volumes in plain files; luksDump reads them back) and
+# btrfs-progs (mkfs.btrfs packs the btrfs test guests; btrfs restore reads them back)
+TEST_DEBIAN_TOOLS="chromium:chromium redis-server:redis-server rabbitmq-server:rabbitmq-server mkfs.xfs:xfsprogs xfs_db:xfsprogs rpmbuild:rpm db5.3_load:db5.3-util cryptsetup:cryptsetup-bin mkfs.btrfs:btrfs-progs"
 # shared library -> Debian package (playwright's driver needs libatomic)
 TEST_DEBIAN_LIBS="libatomic.so.1:libatomic1"
 

@@ -1,0 +1,120 @@
+"""btrfs filesystems for the tests, with the sha256 of every file they hold.
+
+``mkfs.btrfs --rootdir`` packs a tree unprivileged (bookworm's btrfs-progs 6.2 has no ``--subvol``
+nor compression there); subvolumes, a default subvolume, compressed extents (zlib, lzo, zstd) and
+preallocated ranges are written through the kernel, on a loop mount, where the machine allows it
+(root and the btrfs module: this project's CI machine). ``btrfs restore`` reads the same file as an
+independent reader."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+MiB = 1024 * 1024
+
+
+def _run(*command: str) -> str:
+    done = subprocess.run(list(command), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def digests(root: Path) -> dict[str, str]:
+    """'/path' -> sha256 of each regular file below ``root`` (symlinks as 'link:target')."""
+    found: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        name = "/" + str(path.relative_to(root))
+        if path.is_symlink():
+            found[name] = "link:" + os.readlink(path)
+        elif path.is_file():
+            found[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def mkfs_rootdir(image: Path, tree: Path, size: int = 128 * MiB, label: str = "packed", shrink: bool = False) -> None:
+    """A btrfs of ``tree`` packed unprivileged (single top-level subvolume, no compression); ``shrink``:
+    the image cut to what the filesystem uses."""
+    with open(image, "wb") as handle:
+        handle.truncate(size)
+    _run("mkfs.btrfs", "-q", "-f", "-L", label, *(["--shrink"] if shrink else []), "--rootdir", str(tree), str(image))
+
+
+def loop_mounts_work() -> bool:
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    with tempfile.TemporaryDirectory() as scratch:
+        image, point = Path(scratch) / "probe.img", Path(scratch) / "mnt"
+        point.mkdir()
+        with open(image, "wb") as handle:
+            handle.truncate(128 * MiB)
+        try:
+            _run("mkfs.btrfs", "-q", str(image))
+            _run("mount", "-o", "loop", str(image), str(point))
+        except RuntimeError:
+            return False
+        _run("umount", str(point))
+    return True
+
+
+def need_loop_mounts() -> None:
+    """Skip (fail in CI) where the kernel cannot write the filesystem for the test."""
+    if loop_mounts_work():
+        return
+    if os.environ.get("CI") or os.environ.get("GUESTKIT_REQUIRE_BROKERS") == "1":
+        pytest.fail("these btrfs tests need root and loop mounts of btrfs, which CI has")
+    pytest.skip("needs root and loop mounts of btrfs to write subvolumes and compressed extents")
+
+
+@contextmanager
+def mounted(image: Path, size: int = 256 * MiB, label: str = "guest", options: str = "",
+            mkfs_args: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A new btrfs in ``image``, loop-mounted (``options`` such as ``compress=zstd``) while the block runs."""
+    with open(image, "wb") as handle:
+        handle.truncate(size)
+    _run("mkfs.btrfs", "-q", "-f", "-L", label, *mkfs_args, str(image))
+    point = Path(tempfile.mkdtemp(prefix="btrfs-mnt-"))
+    _run("mount", "-o", ",".join(filter(None, ["loop", options])), str(image), str(point))
+    try:
+        yield point
+    finally:
+        _run("umount", str(point))
+        point.rmdir()
+
+
+def subvolume(point: Path, path: str) -> Path:
+    _run("btrfs", "subvolume", "create", str(point / path))
+    return point / path
+
+
+def subvolume_id(point: Path, path: str) -> int:
+    out = _run("btrfs", "subvolume", "show", str(point / path))
+    return int(next(line.split(":", 1)[1] for line in out.splitlines() if line.strip().startswith("Subvolume ID")))
+
+
+def set_default(point: Path, path: str) -> None:
+    _run("btrfs", "subvolume", "set-default", str(point / path))
+
+
+def restore(image: Path, tree_id: int, dest: Path) -> dict[str, str]:
+    """The digests of subvolume ``tree_id`` as ``btrfs restore`` recovers it (an independent reader)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    _run("btrfs", "restore", "-S", "-r", str(tree_id), str(image), str(dest))
+    return digests(dest)
+
+
+def file_bytes(kind: str, size: int, seed: int = 0) -> bytes:
+    """Content that compresses (``text``) or does not (``random``)."""
+    if kind == "random":
+        return hashlib.shake_256(f"{seed}".encode()).digest(size)
+    line = f"line {seed} of a file that compresses well, as configuration and logs do\n".encode()
+    return (line * (size // len(line) + 1))[:size]
