@@ -118,3 +118,67 @@ def file_bytes(kind: str, size: int, seed: int = 0) -> bytes:
         return hashlib.shake_256(f"{seed}".encode()).digest(size)
     line = f"line {seed} of a file that compresses well, as configuration and logs do\n".encode()
     return (line * (size // len(line) + 1))[:size]
+
+
+def move_into(source: Path, dest: Path) -> None:
+    """Move the contents of ``source`` into the directory ``dest`` (a subvolume created in its place)."""
+    for child in list(source.iterdir()) if source.exists() else []:
+        shutil.move(str(child), str(dest / child.name))
+
+
+def btrfs_guest(tree: Path, out: Path, kind: str, fmt: str = "raw") -> dict[str, object]:
+    """A disk (MBR, /dev/sda1 btrfs) holding the root ``tree`` laid out as openSUSE (``suse``: root in
+    the snapper snapshot ``@/.snapshots/1/snapshot``, the default subvolume; ``@/home``, ``@/var``) or
+    Fedora (``fedora``: subvolumes ``root`` and ``home``, zstd-compressed, the top level the default)
+    does it, fstab written to match. Returns the filesystem's UUID, the subvolume paths and the fstab."""
+    from tests.imagebuild import _sfdisk, _uuid, convert_raw, copy_into
+
+    fs_uuid = _uuid(f"{out.name}/btrfs")
+    fs_image = out.with_name(out.name + ".btrfs")
+    staged = Path(tempfile.mkdtemp(prefix="btrfs-tree-", dir=out.parent))
+    shutil.copytree(tree, staged / "root", symlinks=True)
+    root_tree = staged / "root"
+    if kind == "suse":
+        layout = {"/": "@/.snapshots/1/snapshot", "/home": "@/home", "/var": "@/var", "/.snapshots": "@/.snapshots"}
+        options, default = "", "@/.snapshots/1/snapshot"
+        fstab = [f"UUID={fs_uuid}  /  btrfs  defaults  0  0"] + [
+            f"UUID={fs_uuid}  {point}  btrfs  subvol=/{path}  0  0" for point, path in layout.items() if point != "/"]
+    else:
+        layout = {"/": "root", "/home": "home"}
+        options, default = "compress=zstd:1", ""
+        fstab = [f"UUID={fs_uuid}  {point}  btrfs  subvol={path},compress=zstd:1  0  0"
+                 for point, path in layout.items()]
+    fstab_text = "# /etc/fstab: written by tests/btrfsbuild.py\n" + "\n".join(fstab) + "\n"
+    (root_tree / "etc").mkdir(parents=True, exist_ok=True)
+    (root_tree / "etc" / "fstab").unlink(missing_ok=True)
+    (root_tree / "etc" / "fstab").write_text(fstab_text)
+    with mounted(fs_image, label="guestroot", options=options, mkfs_args=("-U", fs_uuid)) as point:
+        made: dict[str, Path] = {}
+        for path in sorted(set(layout.values()) | ({"@"} if kind == "suse" else set()), key=lambda p: p.count("/")):
+            if kind == "suse" and path == "@/.snapshots/1/snapshot":
+                (point / "@/.snapshots/1").mkdir(parents=True, exist_ok=True)
+            made[path] = subvolume(point, path)
+        # the root's contents, then each other mount's contents moved into its subvolume
+        root_dir = made[layout["/"]]
+        for mountpoint, path in sorted(layout.items(), key=lambda kv: -kv[0].count("/")):
+            if mountpoint != "/":
+                move_into(root_tree / mountpoint.lstrip("/"), made[path])
+                shutil.rmtree(root_tree / mountpoint.lstrip("/"), ignore_errors=True)
+        subprocess.run(["cp", "-a", f"{root_tree}/.", str(root_dir)], check=True)
+        for mountpoint in layout:
+            (root_dir / mountpoint.lstrip("/")).mkdir(exist_ok=True)
+        if default:
+            set_default(point, default)
+        ids = {path: subvolume_id(point, path) for path in made}
+    shutil.rmtree(staged)
+    size = fs_image.stat().st_size
+    raw = out if fmt == "raw" else out.with_name(out.name + ".raw")
+    with open(raw, "wb") as handle:
+        handle.truncate(MiB + size + MiB)
+    _sfdisk(raw, f"label: dos\nstart=2048, size={size // 512}, type=83\n")
+    copy_into(raw, fs_image, [(0, size, MiB)])
+    fs_image.unlink()
+    if fmt != "raw":
+        convert_raw(raw, out, fmt)
+        raw.unlink()
+    return {"uuid": fs_uuid, "subvolumes": ids, "layout": layout, "fstab": fstab_text}

@@ -339,9 +339,27 @@ class BtrfsVolume:
         for key, data in self.items(self.sb.root, self.sb.root_level, (0, ROOT_REF, 0), (_LAST, ROOT_REF, _LAST)):
             if key[1] != ROOT_REF or len(data) < 18:
                 continue
+            dirid, = struct.unpack_from("<Q", data, 0)
             length, = struct.unpack_from("<H", data, 16)
-            found[key[2]] = (key[0], data[18:18 + length].decode("utf-8", errors="surrogateescape"))
+            name = data[18:18 + length].decode("utf-8", errors="surrogateescape")
+            where = self._directory_path(key[0], dirid)
+            found[key[2]] = (key[0], f"{where}/{name}" if where else name)
         return found
+
+    def _directory_path(self, tree: int, inode: int) -> str:
+        """The path of directory ``inode`` from the top of subvolume ``tree`` (its INODE_REF chain)."""
+        parts: list[str] = []
+        root, level = self.tree_root(tree)
+        for _ in range(256):
+            if inode == FIRST_FREE:
+                return "/".join(reversed(parts))
+            item = self.first(root, level, (inode, INODE_REF, 0), (inode, INODE_REF, _LAST))
+            if item is None or len(item[1]) < 10:
+                break
+            length, = struct.unpack_from("<H", item[1], 8)
+            parts.append(item[1][10:10 + length].decode("utf-8", errors="surrogateescape"))
+            inode = item[0][2]
+        raise BtrfsError(f"directory {inode} of subvolume {tree} has no path to its top")
 
     def subvolume_paths(self) -> dict[int, str]:
         """Subvolume id -> its path from the top level (``@/home``), as ``subvol=`` names it."""

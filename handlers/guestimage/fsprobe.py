@@ -10,8 +10,8 @@ from .bitlocker import layout as bitlocker_layout
 from .blockdev import BlockDevice
 from .encrypted import is_luks, text_field
 
-#: filesystem types the engine can read (through pytsk3; xfs through libfsxfs)
-READABLE = ("ext2", "ext3", "ext4", "vfat", "ntfs", "xfs")
+#: filesystem types the engine can read (through pytsk3; xfs through libfsxfs; btrfs our own)
+READABLE = ("ext2", "ext3", "ext4", "vfat", "ntfs", "xfs", "btrfs")
 #: encrypted volumes, recognised from their headers (``encrypted``): their contents need a key
 ENCRYPTED = ("crypto_LUKS", "BitLocker")
 

@@ -17,6 +17,7 @@ from handlers.tree import read_text, record_truncation
 from . import lvm
 from .bitlocker import read_bitlocker
 from .blockdev import BlockDevice, CachedDevice, LinearDevice, RawFileDevice, SliceDevice
+from .btrfsfs import FS_TREE, BtrfsError, BtrfsFilesystem, BtrfsVolume
 from .encrypted import EncryptedVolume, read_luks
 from .errors import encrypted, unsupported
 from .fsentry import Filesystem
@@ -54,6 +55,8 @@ class FilesystemInfo:
     warning: str | None = None
     #: an encrypted volume's header facts (``encrypted.EncryptedVolume``); None for anything else
     encryption: dict[str, Any] | None = None
+    #: btrfs: every subvolume {id, path, default, mountpoints}; None for other filesystems
+    subvolumes: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,11 +84,18 @@ class Guest:
         self._dev = dev
         self._progress = progress
         self._devices: dict[str, BlockDevice] = {}
-        self._open_fs: dict[str, Filesystem] = {}
+        #: device (and btrfs subvolume id) -> its open filesystem
+        self._open_fs: dict[tuple[str, int | None], Filesystem] = {}
+        self._btrfs: dict[str, BtrfsVolume] = {}
+        #: device -> the btrfs subvolume that holds the guest's root, when it is not the default one
+        self._root_subvolume: dict[str, int] = {}
         #: device -> why its filesystem could not be opened (when looking for the root)
         self._unopened: dict[str, str] = {}
         #: device -> the header facts of each encrypted volume found
         self._encrypted: dict[str, EncryptedVolume] = {}
+        #: mountpoint -> (device, subvolume id) of each btrfs subvolume the guest mounts
+        self._mounted_subvolumes: dict[str, tuple[str, int]] = {}
+        self._root_fs: Filesystem | None = None
         self._root_view: GuestView | None = None
         self._scan()
 
@@ -207,16 +217,77 @@ class Guest:
                 return fs
         return None
 
-    def _fs(self, device: str) -> Filesystem:
-        if device not in self._open_fs:
-            info = self.filesystem(device)
-            if info is None or info.type not in READABLE:
-                kind = info.type if info else "nothing"
-                raise unsupported(f"{device} holds {kind}, which the engine cannot read", device=device,
-                                  type=kind)
-            reader = XfsFilesystem if info.type == "xfs" else TskFilesystem
-            self._open_fs[device] = reader(self._devices[device], info.type, device)
-        return self._open_fs[device]
+    def _fs(self, device: str, subvolume: int | None = None) -> Filesystem:
+        """The filesystem on ``device``; on btrfs, subvolume ``subvolume`` (default: the default one)."""
+        info = self.filesystem(device)
+        if info is None or info.type not in READABLE:
+            kind = info.type if info else "nothing"
+            raise unsupported(f"{device} holds {kind}, which the engine cannot read", device=device, type=kind)
+        if info.type == "btrfs" and subvolume is None:
+            try:
+                subvolume = self._btrfs_volume(device).default_subvolume()
+            except BtrfsError as exc:
+                raise unsupported(f"cannot read btrfs on {device}: {exc}", device=device, type="btrfs") from exc
+        key = (device, subvolume)
+        if key not in self._open_fs:
+            if info.type == "btrfs":
+                assert subvolume is not None
+                self._open_fs[key] = BtrfsFilesystem(self._btrfs_volume(device), subvolume, device)
+            else:
+                reader = XfsFilesystem if info.type == "xfs" else TskFilesystem
+                self._open_fs[key] = reader(self._devices[device], info.type, device)
+        return self._open_fs[key]
+
+    def _btrfs_volume(self, device: str) -> BtrfsVolume:
+        if device not in self._btrfs:
+            try:
+                self._btrfs[device] = BtrfsVolume(self._devices[device], device)
+            except BtrfsError as exc:
+                raise unsupported(f"cannot open btrfs on {device}: {exc}", device=device, type="btrfs") from exc
+        return self._btrfs[device]
+
+    def _subvolume_named(self, device: str, options: tuple[str, ...]) -> int | None:
+        """The subvolume an fstab entry's ``subvol=`` or ``subvolid=`` names (None: the default one)."""
+        volume = self._btrfs_volume(device)
+        for option in options:
+            name, _, value = option.partition("=")
+            if name == "subvolid" and value.isdigit():
+                return int(value)
+            if name == "subvol":
+                wanted = value.strip("/")
+                if not wanted:
+                    return FS_TREE
+                try:
+                    paths = volume.subvolume_paths()
+                except BtrfsError as exc:
+                    raise unsupported(f"cannot list the subvolumes of {device}: {exc}", device=device) from exc
+                for tree, path in paths.items():
+                    if path == wanted:
+                        return tree
+                raise unsupported(f"no subvolume {value} on {device}", device=device, subvolume=value)
+        return None
+
+    def _list_subvolumes(self) -> None:
+        """The ``subvolumes`` of each btrfs filesystem, with where the guest mounts them."""
+        for info in self.filesystems:
+            if info.type != "btrfs" or info.device not in self._btrfs:
+                continue
+            volume = self._btrfs[info.device]
+            mounted: dict[int, list[str]] = {}
+            for point, (device, tree) in self._mounted_subvolumes.items():
+                if device == info.device:
+                    mounted.setdefault(tree, []).append(point)
+            try:
+                default, paths = volume.default_subvolume(), volume.subvolume_paths()
+            except BtrfsError as exc:
+                info.warning = f"the subvolumes of {info.device} could not be listed: {exc}"
+                continue
+            budget = self.limits.max_volumes
+            if len(paths) > budget:
+                record_truncation(self.truncated, f"subvolumes of {info.device}", "max_volumes", budget, len(paths))
+            info.subvolumes = [{"id": tree, "path": path or "/", "default": tree == default,
+                                "mountpoints": sorted(mounted.get(tree, []))}
+                               for tree, path in sorted(paths.items())[:budget]]
 
     def filesystem_tree(self, device: str) -> GuestView:
         """One filesystem on its own, as a guest tree rooted at its top directory."""
@@ -224,13 +295,27 @@ class Guest:
 
     def _looks_like_root(self, device: str) -> bool:
         try:
-            fs = self._fs(device)
+            if self._holds_a_root(self._fs(device)):
+                return True
+            info = self.filesystem(device)
+            if info is None or info.type != "btrfs":
+                return False
+            # Fedora mounts subvol=root, its default being the top level: look in each subvolume
+            volume = self._btrfs_volume(device)
+            for tree in sorted(volume.subvolume_paths())[:self.limits.max_volumes]:
+                if tree != volume.default_subvolume() and self._holds_a_root(self._fs(device, tree)):
+                    self._root_subvolume[device] = tree
+                    return True
         except JobError as exc:
             self._unopened[device] = exc.message
-            return False  # a broken non-root filesystem must not hide the root
+        except BtrfsError as exc:
+            self._unopened[device] = f"cannot read btrfs on {device}: {exc}"
+        return False  # a broken non-root filesystem must not hide the root
+
+    @staticmethod
+    def _holds_a_root(fs: Filesystem) -> bool:
         for marker in ("/etc/fstab", "/etc/os-release", "/usr/lib/os-release", "/etc/passwd"):
-            entry = fs.entry(marker)
-            if entry is not None:
+            if fs.entry(marker) is not None:
                 return True
         entry = fs.entry("/Windows/System32/config")
         return entry is not None and entry.info.type == "dir"
@@ -268,10 +353,9 @@ class Guest:
     def _crypttab_source(self, spec: str) -> str | None:
         """The encrypted volume behind ``/dev/mapper/NAME``, as the guest's /etc/crypttab names it."""
         name = spec.removeprefix("/dev/mapper/")
-        if name == spec or not self._encrypted or "/" not in self.mountpoints:
+        if name == spec or not self._encrypted or self._root_fs is None:
             return None
-        text = read_text(GuestView({"/": self._fs(self.mountpoints["/"])}, self.limits, self.truncated),
-                         "/etc/crypttab") or ""
+        text = read_text(GuestView({"/": self._root_fs}, self.limits, self.truncated), "/etc/crypttab") or ""
         for line in text.splitlines():
             fields = line.split()
             if len(fields) >= 2 and not fields[0].startswith("#") and fields[0] == name:
@@ -291,11 +375,14 @@ class Guest:
             unopened = "".join(f"; {message}" for message in self._unopened.values())
             raise unsupported("no root filesystem (with /etc or /Windows) found" + unopened,
                               filesystems=[fs.as_dict() for fs in self.filesystems], unopened=self._unopened)
-        roots.sort(key=lambda d: 0 if self._fs(d).entry("/etc/fstab") else 1)
+        roots.sort(key=lambda d: 0 if self._fs(d, self._root_subvolume.get(d)).entry("/etc/fstab") else 1)
         root = roots[0]
         self.root_device = root
-        mounts: dict[str, Filesystem] = {"/": self._fs(root)}
+        self._root_fs = self._fs(root, self._root_subvolume.get(root))
+        mounts: dict[str, Filesystem] = {"/": self._root_fs}
         self.mountpoints = {"/": root}
+        if isinstance(self._root_fs, BtrfsFilesystem):
+            self._mounted_subvolumes["/"] = (root, self._root_fs.subvolume)
         text = read_text(GuestView(mounts, self.limits, self.truncated), "/etc/fstab")
         self.fstab = parse_fstab(text or "")
         for entry in self.fstab:
@@ -310,14 +397,26 @@ class Guest:
                           else f"{info.type} is not readable")
                 self.unplaced_mounts.append({"mountpoint": point, "spec": entry.spec, "reason": reason})
                 continue
-            mounts[point] = self._fs(device)
+            subvolume = None
+            if info.type == "btrfs":
+                try:
+                    subvolume = self._subvolume_named(device, entry.options)
+                except JobError as exc:
+                    self.unplaced_mounts.append({"mountpoint": point, "spec": entry.spec, "reason": exc.message})
+                    continue
+            fs = self._fs(device, subvolume)
+            mounts[point] = fs
             self.mountpoints[point] = device
+            if isinstance(fs, BtrfsFilesystem):
+                self._mounted_subvolumes[point] = (device, fs.subvolume)
         self._root_view = GuestView(mounts, self.limits, self.truncated)
+        self._list_subvolumes()
         self._report(90, "root filesystem found")
         return self._root_view
 
     def close(self) -> None:
         self._open_fs.clear()
+        self._btrfs.clear()
         self._dev.close()
 
 
