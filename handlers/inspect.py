@@ -46,6 +46,7 @@ from handlers.guestos import (
     read_users,
 )
 from handlers.guestos.databases import read_databases
+from handlers.guestos.snapper import read_root_snapshot
 from handlers.guestos.storage import fstab_as_dicts, read_fstab_entries
 from handlers.guestos.windows import read_windows
 from handlers.guestos.windows.system import drive_letters
@@ -164,14 +165,17 @@ def _inspect_windows(tree: GuestTree, options: InspectOptions, report_progress: 
     return report
 
 
-def storage_facts(guest: Guest) -> dict[str, Any]:
-    """Partitions, file systems, LVM, mountpoints and fstab as the engine found them."""
+def storage_facts(guest: Guest, tree: GuestTree) -> dict[str, Any]:
+    """Partitions, file systems, LVM, mountpoints and fstab as the engine found them; on btrfs, the
+    subvolume the root is, and the snapper snapshot it is (SUSE)."""
     return {
         "partitions": [asdict(p) for p in guest.partitions],
         "filesystems": [fs.as_dict() for fs in guest.filesystems],
         "lvm": guest.lvm,
         "mountpoints": dict(guest.mountpoints),
         "root_device": guest.root_device,
+        "root_subvolume": guest.root_subvolume,
+        "snapper": read_root_snapshot(tree, guest.root_subvolume),
         "unplaced_mounts": list(guest.unplaced_mounts),
     }
 
@@ -189,7 +193,7 @@ class InspectHandler(Handler):
             ctx.report_progress("result_generation", 90, "assembling the report")
             report = {"report_version": REPORT_VERSION, "image": image_facts(guest), **report}
             if payload.options.include_storage:
-                report["storage"] = {**storage_facts(guest), **report["storage"]}
+                report["storage"] = {**storage_facts(guest, tree), **report["storage"]}
             if "windows" in report:  # drive letters name the engine's partitions; hive warnings are the image's
                 windows = report["windows"]
                 windows["drive_letters"] = drive_letters(windows.pop("mounted_devices"),

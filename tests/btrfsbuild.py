@@ -126,6 +126,16 @@ def move_into(source: Path, dest: Path) -> None:
         shutil.move(str(child), str(dest / child.name))
 
 
+SNAPPER_INFO = """<?xml version="1.0"?>
+<snapshot>
+  <type>single</type>
+  <num>1</num>
+  <date>2026-11-30 09:12:44</date>
+  <description>first root filesystem</description>
+</snapshot>
+"""
+
+
 def btrfs_guest(tree: Path, out: Path, kind: str, fmt: str = "raw") -> dict[str, object]:
     """A disk (MBR, /dev/sda1 btrfs) holding the root ``tree`` laid out as openSUSE (``suse``: root in
     the snapper snapshot ``@/.snapshots/1/snapshot``, the default subvolume; ``@/home``, ``@/var``) or
@@ -167,6 +177,8 @@ def btrfs_guest(tree: Path, out: Path, kind: str, fmt: str = "raw") -> dict[str,
         subprocess.run(["cp", "-a", f"{root_tree}/.", str(root_dir)], check=True)
         for mountpoint in layout:
             (root_dir / mountpoint.lstrip("/")).mkdir(exist_ok=True)
+        if kind == "suse":  # snapper's description of the snapshot the root is
+            (point / "@/.snapshots/1/info.xml").write_text(SNAPPER_INFO)
         if default:
             set_default(point, default)
         ids = {path: subvolume_id(point, path) for path in made}

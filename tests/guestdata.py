@@ -979,6 +979,81 @@ def make_sles15_tree(root: str | os.PathLike[str], **options: Any) -> dict[str, 
     return truth
 
 
+OPENSUSE_RELEASES = {
+    "leap": {"NAME": "openSUSE Leap", "VERSION": "15.6", "ID": "opensuse-leap", "ID_LIKE": "suse opensuse",
+             "VERSION_ID": "15.6", "PRETTY_NAME": "openSUSE Leap 15.6", "CPE_NAME": "cpe:/o:opensuse:leap:15.6"},
+    "tumbleweed": {"NAME": "openSUSE Tumbleweed", "ID": "opensuse-tumbleweed", "ID_LIKE": "opensuse suse",
+                   "VERSION_ID": "20261201", "PRETTY_NAME": "openSUSE Tumbleweed",
+                   "CPE_NAME": "cpe:/o:opensuse:tumbleweed:20261201"},
+}
+WICKED_INTERFACES = [
+    {"name": "eth0", "source": "wicked", "file": "/etc/sysconfig/network/ifcfg-eth0", "method": "static",
+     "addresses": ["10.20.30.40/24"], "gateway": "10.20.30.1", "dns": ["10.20.30.53"], "mac": "52:54:00:aa:bb:10"},
+    {"name": "eth1", "source": "wicked", "file": "/etc/sysconfig/network/ifcfg-eth1", "method": "dhcp",
+     "addresses": [], "gateway": None, "dns": ["10.20.30.53"], "mac": None},
+]
+
+
+def _suse_system(root: Path, truth: dict[str, Any]) -> None:
+    """What SUSE has where Red Hat has something else: wicked instead of NetworkManager and initscripts,
+    AppArmor instead of SELinux."""
+    shutil.rmtree(root / "etc/sysconfig/network-scripts")
+    shutil.rmtree(root / "etc/NetworkManager")
+    (root / "etc/sysconfig/network").unlink()
+    _write(root, "/etc/sysconfig/network/ifcfg-eth0", "BOOTPROTO='static'\nSTARTMODE='auto'\n"
+           "IPADDR='10.20.30.40/24'\nLLADDR='52:54:00:aa:bb:10'\n")
+    _write(root, "/etc/sysconfig/network/ifcfg-eth1", "BOOTPROTO='dhcp'\nSTARTMODE='auto'\n")
+    _write(root, "/etc/sysconfig/network/ifcfg-lo", "IPADDR='127.0.0.1/8'\nSTARTMODE='nfsroot'\n")
+    _write(root, "/etc/sysconfig/network/routes", "default 10.20.30.1 - -\n")
+    _write(root, "/etc/sysconfig/network/config", 'NETCONFIG_DNS_STATIC_SERVERS="10.20.30.53"\n')
+    truth["network"] = {**truth["network"], "interfaces": WICKED_INTERFACES}
+    (root / "etc/selinux/config").unlink()
+    _write(root, "/etc/apparmor.d/usr.sbin.nscd", "profile nscd /usr/sbin/nscd {\n}\n")
+    _write(root, "/etc/apparmor.d/usr.bin.lessopen.sh", "/usr/bin/lessopen.sh flags=(complain) {\n}\n")
+    truth["security"] = {**truth["security"], "selinux": None,
+                         "apparmor": {"enabled": True, "profiles": {"usr.bin.lessopen.sh": "complain",
+                                                                    "usr.sbin.nscd": "enforce"}}}
+
+
+def make_opensuse_tree(root: str | os.PathLike[str], variant: str = "leap", **options: Any) -> dict[str, Any]:
+    """openSUSE Leap or Tumbleweed: SLES's packaging (zypper, an ndb rpm database), wicked, AppArmor."""
+    truth = make_sles15_tree(root, **options)
+    root = Path(root)
+    (root / "usr/lib/os-release").unlink()
+    release = OPENSUSE_RELEASES[variant]
+    _os_release(root, release)
+    _suse_system(root, truth)
+    version = release["VERSION_ID"]
+    major, _, minor = version.partition(".")
+    truth["os"] = {**truth["os"], "distribution": release["ID"], "name": release["NAME"],
+                   "pretty_name": release["PRETTY_NAME"], "version": version, "version_major": int(major),
+                   "version_minor": int(minor) if minor else None, "id_like": release["ID_LIKE"].split()}
+    return truth
+
+
+def make_sles15_btrfs_tree(root: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+    """SLES 15 as installed on btrfs: wicked and AppArmor as well."""
+    truth = make_sles15_tree(root, **options)
+    _suse_system(Path(root), truth)
+    return truth
+
+
+def make_fedora_tree(root: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+    """Fedora 41 Server: the RHEL tree's system with Fedora's release files (its rpm database in sqlite)."""
+    truth = make_rhel_tree(root, **options)
+    root = Path(root)
+    (root / "usr/lib/os-release").unlink()
+    _os_release(root, {"NAME": "Fedora Linux", "VERSION": "41 (Server Edition)", "ID": "fedora",
+                       "VERSION_ID": "41", "PRETTY_NAME": "Fedora Linux 41 (Server Edition)",
+                       "CPE_NAME": "cpe:/o:fedoraproject:fedora:41", "VARIANT_ID": "server"})
+    (root / "etc/redhat-release").unlink()
+    _write(root, "/etc/fedora-release", "Fedora release 41 (Forty One)\n")
+    truth["os"] = {**truth["os"], "distribution": "fedora", "name": "Fedora Linux",
+                   "pretty_name": "Fedora Linux 41 (Server Edition)", "version": "41", "version_major": 41,
+                   "version_minor": None, "id_like": []}
+    return truth
+
+
 def assert_report_matches(report: dict[str, Any], truth: dict[str, Any]) -> None:
     """An inspect report against a tree's ground truth, field by field."""
     assert report["os"] == {**truth["os"], "hostname": truth["hostname"]}

@@ -90,3 +90,46 @@ def test_inspect_jobs_read_btrfs_guests(worker: WorkerProcess, guests: dict[str,
     (fs,) = storage["filesystems"]
     assert fs["type"] == "btrfs" and fs["uuid"] == facts["uuid"]
     assert fs["subvolumes"] == _subvolumes(kind, facts)
+
+
+# --- SUSE and Fedora guests on btrfs, field by field ----------------------------------------------------
+DISTRIBUTIONS = {"sles15": "suse", "opensuse-leap": "suse", "opensuse-tumbleweed": "suse", "fedora41": "fedora"}
+
+
+def _maker(name: str):  # noqa: ANN202 - a tree maker
+    from tests import guestdata
+
+    return {"sles15": guestdata.make_sles15_btrfs_tree, "fedora41": guestdata.make_fedora_tree,
+            "opensuse-leap": lambda root: guestdata.make_opensuse_tree(root, "leap"),
+            "opensuse-tumbleweed": lambda root: guestdata.make_opensuse_tree(root, "tumbleweed")}[name]
+
+
+@pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
+def test_suse_and_fedora_guests_on_btrfs_are_read_field_by_field(worker: WorkerProcess, base: Path,
+                                                                  name: str) -> None:
+    from tests.guestdata import assert_report_matches
+
+    need_loop_mounts()
+    kind = DISTRIBUTIONS[name]
+    truth = _maker(name)(base / f"{name}-root")
+    image = base / f"{name}.qcow2"
+    facts = btrfs_guest(base / f"{name}-root", image, kind, "qcow2")
+    result = api.submit(routed(make_job("guestkit.inspect", {"image": {"path": str(image)}}), POOL)).result(
+        timeout=120)
+    assert result["status"] == "completed", result
+    report = result["data"]
+    assert_report_matches(report, truth)
+    assert report["errors"] == [] and report["image"]["warnings"] == []
+    storage = report["storage"]
+    assert storage["mountpoints"] == {point: "/dev/sda1" for point in EXPECTED[kind][0]}
+    assert storage["filesystems"][0]["subvolumes"] == _subvolumes(kind, facts)
+    if kind == "suse":
+        assert report["os"]["package_manager"] == "zypper" and report["packages"]["format"] == "rpm"
+        assert storage["root_subvolume"] == "@/.snapshots/1/snapshot"
+        assert storage["snapper"] == {"number": 1, "subvolume": "@/.snapshots/1/snapshot", "type": "single",
+                                      "date": "2026-11-30 09:12:44", "description": "first root filesystem",
+                                      "cleanup": None}
+        assert {i["source"] for i in report["network"]["interfaces"]} == {"wicked"}
+        assert report["security"]["apparmor"]["enabled"] is True
+    else:
+        assert storage["root_subvolume"] == "root" and storage["snapper"] is None

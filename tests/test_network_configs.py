@@ -88,3 +88,36 @@ iface eth1
         "name": "eth1", "source": "ifupdown", "file": None, "method": "static",
         "addresses": ["192.0.2.5/24", "198.51.100.5/24"], "gateway": "192.0.2.1", "dns": [], "mac": None}
     assert os.path.basename(interfaces["eth1"]["file"]) == "interfaces"
+
+
+def test_wicked_ifcfg_files_routes_and_static_dns(tmp_path: Path) -> None:
+    """SUSE's /etc/sysconfig/network: prefixes in IPADDR, any address suffix, LLADDR, routes, config."""
+    _write(tmp_path, "/etc/sysconfig/network/ifcfg-eth0", """\
+BOOTPROTO='static'
+STARTMODE='auto'
+IPADDR='10.20.30.40/24'
+IPADDR_second='10.20.31.40'
+NETMASK_second='255.255.255.0'
+IPADDR_v6='2001:db8::40'
+PREFIXLEN_v6='64'
+LLADDR='52:54:00:12:34:56'
+""")
+    _write(tmp_path, "/etc/sysconfig/network/ifcfg-eth1", "BOOTPROTO='dhcp4'\nSTARTMODE='hotplug'\n")
+    _write(tmp_path, "/etc/sysconfig/network/ifcfg-lo", "IPADDR='127.0.0.1/8'\n")
+    _write(tmp_path, "/etc/sysconfig/network/ifcfg-eth0.rpmsave", "IPADDR='192.0.2.1/24'\n")
+    _write(tmp_path, "/etc/sysconfig/network/routes", "# destination gateway netmask interface\n"
+                                                      "default 10.20.30.1 - eth0\n")
+    _write(tmp_path, "/etc/sysconfig/network/config", 'NETCONFIG_DNS_STATIC_SERVERS="10.20.30.53 10.20.30.54"\n')
+    interfaces = read_network(DirectoryTree(tmp_path))["interfaces"]
+    assert interfaces == [
+        {"name": "eth0", "source": "wicked", "file": "/etc/sysconfig/network/ifcfg-eth0", "method": "static",
+         "addresses": ["10.20.30.40/24", "10.20.31.40/24", "2001:db8::40/64"], "gateway": "10.20.30.1",
+         "dns": ["10.20.30.53", "10.20.30.54"], "mac": "52:54:00:12:34:56"},
+        {"name": "eth1", "source": "wicked", "file": "/etc/sysconfig/network/ifcfg-eth1", "method": "dhcp",
+         "addresses": [], "gateway": None, "dns": ["10.20.30.53", "10.20.30.54"], "mac": None},
+    ]
+
+
+def test_a_red_hat_sysconfig_network_file_is_not_a_wicked_directory(tmp_path: Path) -> None:
+    _write(tmp_path, "/etc/sysconfig/network", "NETWORKING=yes\nHOSTNAME=rhel\n")
+    assert read_network(DirectoryTree(tmp_path))["interfaces"] == []

@@ -238,6 +238,17 @@ class Guest:
                 self._open_fs[key] = reader(self._devices[device], info.type, device)
         return self._open_fs[key]
 
+    @property
+    def root_subvolume(self) -> str | None:
+        """The path of the btrfs subvolume the root is (``@/.snapshots/1/snapshot``); None off btrfs."""
+        mounted = self._mounted_subvolumes.get("/")
+        if mounted is None:
+            return None
+        try:
+            return self._btrfs[mounted[0]].subvolume_paths().get(mounted[1])
+        except BtrfsError:
+            return None
+
     def _btrfs_volume(self, device: str) -> BtrfsVolume:
         if device not in self._btrfs:
             try:
