@@ -6,7 +6,8 @@ directly in one process (no platform, no Celery) and, where installed, ``virt-in
 
 Images are built in the temporary workspace with ``tests.imagebuild`` / ``tests.guestdata`` (sfdisk,
 mke2fs -d under fakeroot, qemu-img; no root), and a Windows Server 2022 image with ``tests.guestdata_windows``
-(mkntfs, libntfs-3g, ntfscp; hives written by ``tests.hivebuild``). The 1 GiB image is the Debian tree of the tests with
+(mkntfs, libntfs-3g, ntfscp; hives written by ``tests.hivebuild``), and openSUSE and Fedora on btrfs with
+``tests.btrfsbuild`` (a loop mount: root only; left out elsewhere). The 1 GiB image is the Debian tree of the tests with
 ``--packages`` extra dpkg packages (default 400), a /usr/share/doc file per package, 32 MiB of real data
 and a sparse file that brings its ext4 file system to 1 GiB.
 ``--drop-caches`` writes /proc/sys/vm/drop_caches before each cold run (root; affects the whole host).
@@ -57,6 +58,7 @@ def build_images(base: Path, quick: bool, packages: int) -> dict[str, dict]:
         build_image(tree, base / name, layout=layout, fmt=fmt)
         shutil.rmtree(tree, ignore_errors=True)
         images[name] = {"path": base / name, "build_s": time.perf_counter() - t0, "packages": None}
+    _btrfs_guests(base, images)
     # the 1 GiB image: the Debian tree, a few hundred more packages, real data, and a sparse file
     t0 = time.perf_counter()
     tree = base / "big-root"
@@ -90,6 +92,25 @@ def build_images(base: Path, quick: bool, packages: int) -> dict[str, dict]:
     for meta in images.values():
         meta["size_mib"] = _virtual_size(meta["path"]) / MiB
     return images
+
+
+def _btrfs_guests(base: Path, images: dict[str, dict]) -> None:
+    """openSUSE Leap (root in the default snapper snapshot, /home and /var subvolumes) and Fedora (root and
+    home subvolumes, zstd) on btrfs: built through the kernel on a loop mount, so only where that works."""
+    from tests.btrfsbuild import btrfs_guest, loop_mounts_work
+    from tests.guestdata import make_fedora_tree, make_opensuse_tree
+
+    if not loop_mounts_work():
+        print("(btrfs guests left out: building them needs root and loop mounts of btrfs)", flush=True)
+        return
+    for name, maker, kind, fmt in (("opensuse-btrfs.qcow2", make_opensuse_tree, "suse", "qcow2"),
+                                   ("fedora-btrfs.raw", make_fedora_tree, "fedora", "raw")):
+        t0 = time.perf_counter()
+        tree = base / f"{name}-root"
+        maker(tree)
+        btrfs_guest(tree, base / name, kind, fmt)
+        shutil.rmtree(tree, ignore_errors=True)
+        images[name] = {"path": base / name, "build_s": time.perf_counter() - t0, "packages": None}
 
 
 def _virtual_size(path: Path) -> int:

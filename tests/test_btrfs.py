@@ -216,3 +216,22 @@ def test_mutated_tree_blocks_end_in_the_readers_error(small_image: tuple[bytes, 
         read_all(BtrfsFilesystem(BtrfsVolume(_Bytes(bytes(image)), "/dev/sda1"), 5, "/dev/sda1"))
     except (BtrfsError, JobError, AssertionError):
         pass  # the reader's own errors, and read_all's checks (an entry listed but absent): a broken tree
+
+
+def test_each_device_of_a_raid1_filesystem_reads_alone_and_striped_profiles_are_named(base: Path) -> None:
+    """A VM disk that is one half of a RAID1 mirror holds a copy of everything: it is read on its own.
+    RAID0 (and 10, 5, 6) spread blocks over the devices: refused, saying so."""
+    mirrors = [base / "raid1-a.img", base / "raid1-b.img"]
+    stripes = [base / "raid0-a.img", base / "raid0-b.img"]
+    for path in mirrors + stripes:
+        with open(path, "wb") as handle:
+            handle.truncate(128 * MiB)
+    for profile, devices in (("raid1", mirrors), ("raid0", stripes)):
+        subprocess.run(["mkfs.btrfs", "-q", "-f", "-L", profile, "-m", profile, "-d", profile,
+                        *map(str, devices)], check=True, capture_output=True)
+    for devid, path in enumerate(mirrors, start=1):
+        volume = BtrfsVolume(RawFileDevice(str(path)), "/dev/sda1")
+        assert (volume.sb.devid, volume.sb.label) == (devid, "raid1")
+        assert BtrfsFilesystem(volume, 5, "/dev/sda1").listdir("/") == []
+    with pytest.raises(BtrfsError, match=r"is striped over 2 devices \(RAID0/10/5/6\)"):
+        BtrfsVolume(RawFileDevice(str(stripes[0])), "/dev/sda1")
