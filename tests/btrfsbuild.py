@@ -8,6 +8,7 @@ independent reader."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -49,6 +50,7 @@ def mkfs_rootdir(image: Path, tree: Path, size: int = 128 * MiB, label: str = "p
     _run("mkfs.btrfs", "-q", "-f", "-L", label, *(["--shrink"] if shrink else []), "--rootdir", str(tree), str(image))
 
 
+@functools.cache
 def loop_mounts_work() -> bool:
     if os.geteuid() != 0 or not shutil.which("mount"):
         return False

@@ -235,3 +235,28 @@ def test_each_device_of_a_raid1_filesystem_reads_alone_and_striped_profiles_are_
         assert BtrfsFilesystem(volume, 5, "/dev/sda1").listdir("/") == []
     with pytest.raises(BtrfsError, match=r"is striped over 2 devices \(RAID0/10/5/6\)"):
         BtrfsVolume(RawFileDevice(str(stripes[0])), "/dev/sda1")
+
+
+def test_a_directory_entry_whose_name_holds_a_slash_is_not_listed(base: Path) -> None:
+    """A name no directory can hold ("host/ame") would point elsewhere once joined into a path: left out."""
+    tree = base / "slash-tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "hostname").write_text("guest\n")
+    (tree / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
+    image = base / "slash.btrfs"
+    mkfs_rootdir(image, tree)
+    volume = BtrfsVolume(RawFileDevice(str(image)), "/dev/sda1")
+    node_size = volume.sb.node_size
+    raw = bytearray(image.read_bytes())
+    changed = set()
+    at = raw.find(b"hostname")
+    while at != -1:  # every copy of the name (DIR_ITEM, DIR_INDEX, INODE_REF), in each copy of each block
+        raw[at:at + 8] = b"host/ame"
+        changed.add(at - at % node_size)
+        at = raw.find(b"hostname", at + 8)
+    for block in changed:
+        if raw[block + 32:block + 48] == volume.sb.metadata_uuid:
+            raw[block:block + 4] = google_crc32c.value(bytes(raw[block + 32:block + node_size])).to_bytes(4, "little")
+    image.write_bytes(raw)
+    fs = BtrfsFilesystem(BtrfsVolume(RawFileDevice(str(image)), "/dev/sda1"), 5, "/dev/sda1")
+    assert changed and fs.listdir("/etc") == ["hosts"]

@@ -458,7 +458,10 @@ class BtrfsFilesystem(Filesystem):
                     target = tree << 64 | location[0]
                 else:
                     continue
-                names[name.decode("utf-8", errors="surrogateescape")] = target
+                text = name.decode("utf-8", errors="surrogateescape")
+                if not text or text in (".", "..") or "/" in text or "\0" in text:
+                    continue  # not a name a directory can hold: it would point somewhere else in a path
+                names[text] = target
                 if len(names) > MAX_DIR_ENTRIES:
                     raise self._too_many()
         return names
