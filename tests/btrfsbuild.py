@@ -31,14 +31,23 @@ def _run(*command: str) -> str:
 
 
 def digests(root: Path) -> dict[str, str]:
-    """'/path' -> sha256 of each regular file below ``root`` (symlinks as 'link:target')."""
+    """'/path' -> sha256 of each regular file below ``root`` (symlinks as 'link:target', never followed:
+    a test's link may name a path too long to resolve)."""
     found: dict[str, str] = {}
-    for path in sorted(root.rglob("*")):
-        name = "/" + str(path.relative_to(root))
-        if path.is_symlink():
-            found[name] = "link:" + os.readlink(path)
-        elif path.is_file():
-            found[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def walk(directory: str, prefix: str) -> None:
+        with os.scandir(directory) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+        for entry in entries:
+            name = f"{prefix}/{entry.name}"
+            if entry.is_symlink():
+                found[name] = "link:" + os.readlink(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                walk(entry.path, name)
+            elif entry.is_file(follow_symlinks=False):
+                found[name] = hashlib.sha256(Path(entry.path).read_bytes()).hexdigest()
+
+    walk(str(root), "")
     return found
 
 
