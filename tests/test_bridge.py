@@ -441,3 +441,56 @@ def test_rename_noreplace_and_claim_names(tmp_path: Path) -> None:
     assert (tmp_path / "c").read_text() == "a" and not (tmp_path / "a").exists()
     assert parse_claim_name(claim_name("tok", "odd@name.json")) == (os.getpid(), HOST, "tok", "odd@name.json")
     assert parse_claim_name("not-a-claim.json") is None
+
+
+# --- files that vanish while their job runs ----------------------------------------------------
+@pytest.mark.broker
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_a_claimed_file_that_vanishes_while_its_job_runs_is_reported_once(
+        bridge_worker: Callable[..., WorkerProcess], jobs_dir: Path, tmp_path: Path, how: str) -> None:
+    worker = bridge_worker()
+    started = tmp_path / "started"
+    doc = sleep_job(tmp_path / "runs", 1.0, started_file=str(started))
+    drop(jobs_dir, doc, "vanishing.json")
+    wait_for(started.exists, 30, "the job to start")
+    (claimed,) = [p for p in (jobs_dir / CLAIMS).iterdir() if p.name.endswith("@vanishing.json")]
+    claimed.unlink()
+    if how == "replaced":
+        claimed.write_text('{"not": "the submitted file"}')
+    after = make_job(data={"after": "the vanished one"})
+    drop(jobs_dir, after)  # the bridge goes on
+    reason_file = jobs_dir / "failed" / "vanishing.json.reason.txt"
+    wait_for(reason_file.exists, 30, "the vanished file's reason")
+    wait_for(lambda: (jobs_dir / "done" / f"{after['job_id']}.json").exists(), 30, "the next file in done/")
+    reason = reason_file.read_text()
+    assert "error: INPUT_VANISHED" in reason and f"job {doc['job_id']} ended completed" in reason
+    assert ("was replaced by another file" if how == "replaced" else "was removed") in reason
+    assert result_of(doc["job_id"])["status"] == "completed"  # the job itself ran from what was submitted
+    replacement = jobs_dir / "failed" / "vanishing.json"
+    assert replacement.exists() == (how == "replaced")
+    if how == "replaced":
+        assert json.loads(replacement.read_text()) == {"not": "the submitted file"}
+    assert not (jobs_dir / "done" / "vanishing.json").exists()
+    assert worker.text().count("vanishing.json was") == 1 and "Traceback" not in worker.text()
+    assert [p.name for p in (jobs_dir / CLAIMS).iterdir()] == []
+
+
+@pytest.mark.broker
+def test_files_are_taken_in_the_order_they_came_not_by_name(bridge_worker: Callable[..., WorkerProcess],
+                                                            jobs_dir: Path, tmp_path: Path) -> None:
+    """A backlog by modification time then name; then new files in the order they arrive."""
+    runs = tmp_path / "runs"
+    backlog = {"zz-oldest.json": 1_700_000_100, "aa-newer.json": 1_700_000_200, "mm-newest.json": 1_700_000_300}
+    docs = {}
+    for name, mtime in backlog.items():
+        docs[name] = sleep_job(runs)
+        path = drop(jobs_dir, docs[name], name)
+        os.utime(path, (mtime, mtime))
+    bridge_worker(concurrency=1)
+    for name in ("zz-late-1.json", "aa-late-2.json"):
+        docs[name] = sleep_job(runs)
+        drop(jobs_dir, docs[name], name)
+    wait_for(all_ended(jobs_dir, len(docs)), 60, "every file in done/")
+    order = [line.split()[0] for line in runs.read_text().splitlines()]
+    assert order == [docs[name]["job_id"] for name in ("zz-oldest.json", "aa-newer.json", "mm-newest.json",
+                                                        "zz-late-1.json", "aa-late-2.json")]

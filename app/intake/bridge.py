@@ -38,13 +38,14 @@ import socket
 import stat
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from app.intake.arrivals import Arrivals
 from app.intake.submission import SubmitFailed, publish, submit
 from app.plugin.atomic import CREATE_FLAGS, rename_noreplace, write_all, write_atomic
 from app.plugin.errors import ErrorCode, ValidationFailed
@@ -64,6 +65,8 @@ CLAIMS = ".processing"
 IDS = ".ids"
 DONE = "done"
 FAILED = "failed"
+#: the reason code of a claimed file that was removed or replaced while its job ran
+INPUT_VANISHED = "INPUT_VANISHED"
 HOST = socket.gethostname().replace("@", "_")
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 #: first and longest pause between two looks at one in-flight job's result (grows by half each look)
@@ -82,6 +85,9 @@ class BridgeConfig(BaseModel):
     budget: float = Field(default=0.05, gt=0)
     #: seconds between looks for claims left by bridges that died
     recovery_interval: float = Field(default=1.0, gt=0)
+    #: seconds between full reads of the jobs directory (inotify reports each new file; this is the
+    #: safety net, and what a machine without inotify does whenever the bridge has nothing queued)
+    resync: float = Field(default=30.0, gt=0)
 
 
 @dataclass(order=True)
@@ -98,6 +104,9 @@ class Claim:
     delay: float = field(default=_FIRST_CHECK_DELAY, compare=False)
     #: its job is recorded queued but the broker could not be reached to publish it
     unpublished: bool = field(default=False, compare=False)
+    #: (device, inode, change time, size) of the claimed file once submitted: the file moved to done/
+    #: or failed/ must still be that one (a new file may get the inode number of a removed one)
+    identity: tuple[int, int, int, int] | None = field(default=None, compare=False)
 
     def back_off(self, now: float) -> None:
         self.next_check = now + self.delay
@@ -135,6 +144,7 @@ class Bridge:
         self.timeout_ceiling: int = self.backend.settings.timeout_ceiling
         self.jobs_dir = config.jobs_dir.absolute()
         self.folders = _open_folders(self.jobs_dir)
+        self.arrivals = Arrivals(self.folders[""], str(self.jobs_dir), resync=config.resync)
         self.waiting: dict[str, Claim] = {}  # claimed, not complete yet
         self.inflight: list[Claim] = []  # submitted, a heap by next_check
         self.tracked: set[str] = set()
@@ -160,6 +170,7 @@ class Bridge:
 
     def close(self) -> None:
         """Let go of the open folders (the bridge cannot tick afterwards)."""
+        self.arrivals.close()
         folders, self.folders = self.folders, {}
         for fd in folders.values():
             os.close(fd)
@@ -194,11 +205,12 @@ class Bridge:
         return adopted
 
     def _claim_new(self, deadline: float) -> int:
+        """Claim new files, oldest first (``Arrivals``), as many as the tick's budget allows."""
         worked = 0
         jobs, claims = self.folders[""], self.folders[CLAIMS]
-        names = sorted(e.name for e in _scandir(jobs) if e.name.endswith(".json") and not e.name.startswith("."))
-        for name in names:
-            if time.monotonic() > deadline and worked:
+        while not (worked and time.monotonic() > deadline):
+            name = self.arrivals.pop()
+            if name is None:
                 break
             token = uuid.uuid4().hex[:16]
             entry = claim_name(token, name)
@@ -340,6 +352,7 @@ class Bridge:
             claim.next_check = time.monotonic() + _RETRY_DELAY
             return False
         claim.unpublished = False
+        claim.identity = self._identity(claim)
         claim.job_id = job.job_id
         claim.next_check, claim.delay = 0.0, _FIRST_CHECK_DELAY
         heapq.heappush(self.inflight, claim)
@@ -415,7 +428,18 @@ class Bridge:
         self.backend.save_final(failure_result(job_id, error, finished_at=utc_now()))
         return f"failure result: {self.backend.settings.result_path(job_id)}"
 
+    def _identity(self, claim: Claim) -> tuple[int, int, int, int] | None:
+        try:
+            info = os.stat(claim.entry, dir_fd=self.folders[CLAIMS], follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return info.st_dev, info.st_ino, info.st_ctime_ns, info.st_size
+
     def _finish(self, claim: Claim, result: dict[str, Any]) -> None:
+        now = self._identity(claim)
+        if now is None or now != claim.identity:
+            self._input_vanished(claim, result, replaced=now is not None)
+            return
         if result.get("status") == "completed":
             self._move(claim, DONE)
             return
@@ -427,13 +451,31 @@ class Bridge:
         lines.append(f"result: {self.backend.settings.result_path(str(result.get('job_id')))}")
         self._move(claim, FAILED, _reason(claim, str(error.get("code", ErrorCode.EXECUTION_ERROR)), lines))
 
+    def _input_vanished(self, claim: Claim, result: dict[str, Any], *, replaced: bool) -> None:
+        """The claimed file was removed, or replaced by another, while its job ran: said once, in a
+        reason file in failed/ (a replacement goes there too: it is not the file that was submitted)."""
+        job_id = str(result.get("job_id"))
+        what = ("was replaced by another file (kept here under its name; it was never submitted)" if replaced
+                else "was removed")
+        lines = [f"the claimed file {CLAIMS}/{claim.entry} {what} while its job ran",
+                 f"job {job_id} ended {result.get('status')}", f"result: {self.backend.settings.result_path(job_id)}"]
+        reason = _reason(claim, INPUT_VANISHED, lines)
+        logger.warning("bridge: %s %s while job %s ran", claim.name, what, job_id)
+        if replaced:
+            self._move(claim, FAILED, reason)
+            return
+        into = self.folders[FAILED]
+        for dest in _candidate_names(claim.name):
+            if not (_lexists(into, dest) or _lexists(into, _reason_name(dest))):
+                write_atomic(_reason_name(dest), reason.encode("utf-8", "backslashreplace"), dir_fd=into)
+                break
+        self.tracked.discard(claim.token)
+
     def _move(self, claim: Claim, folder: str, reason: str | None = None) -> str:
         """Move the claimed file to ``folder`` (``done`` or ``failed``) under its own name (numbered if
         the name is taken), its reason file beside it; return the name it got."""
         into, claims = self.folders[folder], self.folders[CLAIMS]
-        stem, dot, suffix = claim.name.rpartition(".")
-        for n in range(10_000):
-            dest = claim.name if n == 0 else f"{stem}.{n}{dot}{suffix}"
+        for dest in _candidate_names(claim.name):
             if _lexists(into, dest) or (reason is not None and _lexists(into, _reason_name(dest))):
                 continue
             if reason is not None:
@@ -453,6 +495,14 @@ class Bridge:
 def _reason(claim: Claim, code: str, problems: list[str], extra: list[str] | None = None) -> str:
     lines = [f"file: {claim.name}", f"error: {code}", *(f"  {p}" for p in problems), *(extra or [])]
     return "\n".join(lines) + "\n"
+
+
+def _candidate_names(name: str) -> Iterator[str]:
+    """``name``, then ``name`` numbered (``a.1.json``, ``a.2.json``…): where a moved file may go."""
+    stem, dot, suffix = name.rpartition(".")
+    yield name
+    for n in range(1, 10_000):
+        yield f"{stem}.{n}{dot}{suffix}"
 
 
 def _reason_name(dest: str) -> str:
