@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV=${GUESTKIT_VENV:-.venv}
-PYTHON=${PYTHON:-python3}
+# Debian's own Python where there is one: a venv made from an interpreter under /root (pyenv) cannot
+# run as the unprivileged user the worker should run as (README: Running without root)
+PYTHON=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
 # command -> Debian package providing it
 DEBIAN_TOOLS="qemu-img:qemu-utils qemu-nbd:qemu-utils sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools \
 mke2fs:e2fsprogs debugfs:e2fsprogs fakeroot:fakeroot mkntfs:ntfs-3g"

@@ -15,7 +15,7 @@ import app.brokers.redis  # noqa: F401 - kombu's Redis transport with one client
 from app.intake.bridge_step import BridgeStep
 from app.ops.heartbeat import Heartbeat
 from app.plugin.registry import installed
-from app.run import gc_freeze, memory, shutdown
+from app.run import gc_freeze, memory, privileges, shutdown
 from app.run.adapter import JobTask
 from app.run.timer_heap import TimerHeapCompactor
 
@@ -33,6 +33,7 @@ app.conf.task_queues = [
 ]
 shutdown.enable(app.conf.guestkit_shutdown_grace)
 gc_freeze.enable()
+privileges.enable()
 memory.enable(app.conf.guestkit_child_memory_mb)
 for _operation, _handler in installed(app.conf.guestkit_extra_handlers).handlers.items():
     app.register_task(type(f"{_handler.__name__}Task", (JobTask,),

@@ -40,6 +40,7 @@ from app.intake.bridge import Bridge, BridgeConfig, run
 from app.plugin.errors import ValidationFailed
 from app.plugin.registry import HandlerRegistry, installed
 from app.protocol.states import JobState, JobStatus
+from app.run.privileges import warn_if_root
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -387,6 +388,7 @@ def bridge(jobs_dir: Path | None, interval: float | None, settle: float | None, 
         signal.signal(sig, stop)
     runner = Bridge(config, app)
     logging.getLogger("guestkit.bridge").info("bridge: watching %s (pid %s)", runner.jobs_dir, os.getpid())
+    warn_if_root("bridge")
     try:
         run(runner, interval, should_stop=lambda: bool(stopping))
     finally:
