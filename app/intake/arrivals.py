@@ -44,6 +44,58 @@ def is_job_file(name: str) -> bool:
     return name.endswith(".json") and not name.startswith(".")
 
 
+class DirectoryEvents:
+    """The names inotify reports arriving in one directory (renamed in, created, or written and
+    closed there), oldest first; ``watching`` is False where there is no inotify (or the directory
+    went away), ``overflowed`` True once the kernel dropped events (the caller looks everywhere)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+        self.overflowed = False
+        if _INOTIFY is None:
+            return
+        init, add = _INOTIFY
+        fd = init(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            return
+        if add(fd, os.fsencode(path), _MASK) < 0:
+            os.close(fd)
+            return
+        self.fd = fd
+
+    @property
+    def watching(self) -> bool:
+        return self.fd >= 0
+
+    def names(self) -> list[str]:
+        """The names reported since the last call."""
+        found: list[str] = []
+        while self.fd >= 0:
+            try:
+                data = os.read(self.fd, _READ_SIZE)
+            except BlockingIOError:
+                break
+            pos, end = 0, len(data)
+            while pos < end:
+                _wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
+                pos += _EVENT.size
+                if mask & (_IN_MOVED_TO | _IN_CREATE | _IN_CLOSE_WRITE):
+                    found.append(os.fsdecode(data[pos:pos + length].rstrip(b"\0")))
+                elif mask & _IN_Q_OVERFLOW:
+                    self.overflowed = True
+                elif mask & (_IN_IGNORED | _IN_DELETE_SELF | _IN_MOVE_SELF):  # the directory went away
+                    self.close()
+                    break
+                pos += length
+        return found
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class Arrivals:
     """The job files waiting in one directory (opened as ``folder``, a directory descriptor, at
     ``path``), in the order they are to be taken."""
@@ -56,13 +108,13 @@ class Arrivals:
         self._clock = clock
         self._queue: deque[str] = deque()
         self._queued: set[str] = set()
-        self._fd = -1
+        self._events: DirectoryEvents | None = None
         self._next_full = float("-inf")
         self.full_reads = 0
 
     @property
     def watching(self) -> bool:
-        return self._fd >= 0
+        return self._events is not None and self._events.watching
 
     def pop(self) -> str | None:
         """The next name to take (it may be gone by now: another bridge took it), or None."""
@@ -75,30 +127,19 @@ class Arrivals:
         return name
 
     def _refresh(self) -> None:
-        if self._fd < 0:
-            self._watch()
-        if self._fd < 0 or self._clock() >= self._next_full:
+        if not self.watching:
+            self._events = DirectoryEvents(self.path)
+            self._next_full = float("-inf")  # what came before the watch: read the directory
+        if not self.watching or self._clock() >= self._next_full:
             self._read_all()
         else:
             self._take_events()
 
-    def _watch(self) -> None:
-        if _INOTIFY is None:
-            return
-        init, add = _INOTIFY
-        fd = init(os.O_NONBLOCK | os.O_CLOEXEC)
-        if fd < 0:
-            return
-        if add(fd, os.fsencode(self.path), _MASK) < 0:
-            os.close(fd)
-            return
-        self._fd = fd
-        self._next_full = float("-inf")  # what came before the watch: read the directory
-
     def _read_all(self) -> None:
         """The whole directory, oldest first; what inotify reported meanwhile is in it."""
-        if self._fd >= 0:
-            self._take_events(queue=False)
+        if self._events is not None:
+            self._events.names()
+            self._events.overflowed = False
         found: list[tuple[int, str]] = []
         with os.scandir(self.folder) as entries:
             for entry in entries:
@@ -113,30 +154,16 @@ class Arrivals:
         self._next_full = self._clock() + self.resync
         self.full_reads += 1
 
-    def _take_events(self, queue: bool = True) -> None:
-        while self._fd >= 0:
-            try:
-                data = os.read(self._fd, _READ_SIZE)
-            except BlockingIOError:
-                return
-            pos, end = 0, len(data)
-            while pos < end:
-                _wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
-                pos += _EVENT.size
-                if mask & (_IN_MOVED_TO | _IN_CREATE | _IN_CLOSE_WRITE):
-                    name = os.fsdecode(data[pos:pos + length].rstrip(b"\0"))
-                    if queue and is_job_file(name) and name not in self._queued:
-                        self._queue.append(name)
-                        self._queued.add(name)
-                elif mask & _IN_Q_OVERFLOW:  # the kernel dropped events: read the directory again
-                    self._next_full = float("-inf")
-                elif mask & (_IN_IGNORED | _IN_DELETE_SELF | _IN_MOVE_SELF):  # the directory went away
-                    self.close()
-                    return
-                pos += length
+    def _take_events(self) -> None:
+        assert self._events is not None
+        for name in self._events.names():
+            if is_job_file(name) and name not in self._queued:
+                self._queue.append(name)
+                self._queued.add(name)
+        if self._events.overflowed:  # the kernel dropped events: read the directory again
+            self._next_full = float("-inf")
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self._events is not None:
+            self._events.close()
         self._next_full = float("-inf")

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from app.intake.arrivals import Arrivals
+from app.intake.arrivals import Arrivals, DirectoryEvents
 from app.intake.submission import SubmitFailed, publish, submit
 from app.plugin.atomic import CREATE_FLAGS, rename_noreplace, write_all, write_atomic
 from app.plugin.errors import ErrorCode, ValidationFailed
@@ -65,6 +65,7 @@ CLAIMS = ".processing"
 IDS = ".ids"
 DONE = "done"
 FAILED = "failed"
+_RESULT_SUFFIX = "-result.json"
 #: the reason code of a claimed file that was removed or replaced while its job ran
 INPUT_VANISHED = "INPUT_VANISHED"
 HOST = socket.gethostname().replace("@", "_")
@@ -72,6 +73,11 @@ _JOB_ID = re.compile(JOB_ID_PATTERN)
 #: first and longest pause between two looks at one in-flight job's result (grows by half each look)
 _FIRST_CHECK_DELAY = 0.005
 _MAX_CHECK_DELAY = 0.5
+#: the same where inotify reports each result file as it is written: these looks are a safety net
+#: only (a results directory on a network file system, events dropped), so a big backlog of jobs in
+#: flight costs no look per job per tick
+_WATCHED_FIRST_DELAY = 1.0
+_WATCHED_MAX_DELAY = 5.0
 #: seconds before a file whose handling raised something unexpected is tried again
 _RETRY_DELAY = 1.0
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -104,13 +110,15 @@ class Claim:
     delay: float = field(default=_FIRST_CHECK_DELAY, compare=False)
     #: its job is recorded queued but the broker could not be reached to publish it
     unpublished: bool = field(default=False, compare=False)
+    #: its job ended and its file was moved (an entry may stay in the heap until popped)
+    finished: bool = field(default=False, compare=False)
     #: (device, inode, change time, size) of the claimed file once submitted: the file moved to done/
     #: or failed/ must still be that one (a new file may get the inode number of a removed one)
     identity: tuple[int, int, int, int] | None = field(default=None, compare=False)
 
-    def back_off(self, now: float) -> None:
+    def back_off(self, now: float, longest: float = _MAX_CHECK_DELAY) -> None:
         self.next_check = now + self.delay
-        self.delay = min(self.delay * 1.5, _MAX_CHECK_DELAY)
+        self.delay = min(self.delay * 1.5, longest)
 
 
 def claim_name(token: str, name: str) -> str:
@@ -145,6 +153,11 @@ class Bridge:
         self.jobs_dir = config.jobs_dir.absolute()
         self.folders = _open_folders(self.jobs_dir)
         self.arrivals = Arrivals(self.folders[""], str(self.jobs_dir), resync=config.resync)
+        results_dir = self.backend.settings.results_dir
+        results_dir.mkdir(parents=True, exist_ok=True)
+        #: result files as they are written: the jobs in flight whose result came are looked at first
+        self.results = DirectoryEvents(str(results_dir))
+        self._by_job: dict[str, Claim] = {}
         self.waiting: dict[str, Claim] = {}  # claimed, not complete yet
         self.inflight: list[Claim] = []  # submitted, a heap by next_check
         self.tracked: set[str] = set()
@@ -166,11 +179,12 @@ class Bridge:
 
     @property
     def idle(self) -> bool:
-        return not self.waiting and not self.inflight
+        return not self.waiting and not self._by_job
 
     def close(self) -> None:
         """Let go of the open folders (the bridge cannot tick afterwards)."""
         self.arrivals.close()
+        self.results.close()
         folders, self.folders = self.folders, {}
         for fd in folders.values():
             os.close(fd)
@@ -252,21 +266,43 @@ class Bridge:
         return worked
 
     def _check_inflight(self, deadline: float) -> int:
+        """Move the files of jobs that ended: first those whose result file inotify just reported,
+        then those due for a look (every look, without inotify; a safety net, with it)."""
         worked = 0
         now = time.monotonic()
+        due: list[Claim] = []
+        if self.results.watching:
+            names = self.results.names()
+            if self.results.overflowed:  # events dropped: look at every job in flight
+                self.results.overflowed = False
+                due = list(self._by_job.values())
+            else:
+                due = [c for n in names if n.endswith(_RESULT_SUFFIX)
+                       and (c := self._by_job.get(n[:-len(_RESULT_SUFFIX)])) is not None]
+        longest = _WATCHED_MAX_DELAY if self.results.watching else _MAX_CHECK_DELAY
+        for claim in due:
+            worked += self._look(claim, now, longest, requeue=False)
         while self.inflight and self.inflight[0].next_check <= now:
             if time.monotonic() > deadline and worked:
                 break
             claim = heapq.heappop(self.inflight)
-            assert claim.job_id is not None
-            result = self.backend.read_result(claim.job_id)
-            if result is None:
-                claim.back_off(now)
-                heapq.heappush(self.inflight, claim)
-                continue
-            self._finish(claim, result)
-            worked += 1
+            if not claim.finished:
+                worked += self._look(claim, now, longest, requeue=True)
         return worked
+
+    def _look(self, claim: Claim, now: float, longest: float, *, requeue: bool) -> int:
+        """Finish ``claim`` if its job has a result; else look again later (``requeue``: it left the heap)."""
+        assert claim.job_id is not None
+        result = self.backend.read_result(claim.job_id)
+        if result is None:
+            if requeue:
+                claim.back_off(now, longest)
+                heapq.heappush(self.inflight, claim)
+            return 0
+        claim.finished = True
+        self._by_job.pop(claim.job_id, None)
+        self._finish(claim, result)
+        return 1
 
     # --- one file ---------------------------------------------------------------------------
     def _process(self, claim: Claim) -> bool:
@@ -354,7 +390,9 @@ class Bridge:
         claim.unpublished = False
         claim.identity = self._identity(claim)
         claim.job_id = job.job_id
-        claim.next_check, claim.delay = 0.0, _FIRST_CHECK_DELAY
+        self._by_job[job.job_id] = claim
+        first = _WATCHED_FIRST_DELAY if self.results.watching else _FIRST_CHECK_DELAY
+        claim.next_check, claim.delay = time.monotonic() + first if self.results.watching else 0.0, first
         heapq.heappush(self.inflight, claim)
         return True
 
