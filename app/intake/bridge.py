@@ -374,12 +374,14 @@ class Bridge:
     def _hand_over(self, claim: Claim, job: JobDocument) -> bool:
         """Submit the job (or, for an adopted claim, finish what the dead bridge began) and follow it;
         False while the broker cannot be reached: the file stays claimed and is tried again."""
-        status = self.store.get(job.job_id)
         try:
+            # a fresh claim is submitted (a job_id that exists is left as it is); an adopted or
+            # unpublished one is finished where it stopped
+            status = self.store.get(job.job_id) if claim.recovered or claim.unpublished else None
             if status is None:
-                submit(self.app, job, keep_queued_on_broker_error=True)
+                submit(self.app, job, keep_queued_on_broker_error=True, validated=True)
                 logger.info("bridge: %s submitted as job %s", claim.name, job.job_id)
-            elif claim.recovered or claim.unpublished:
+            else:
                 self._republish_if_unsure(job, status)
         except SubmitFailed as exc:
             if not claim.unpublished:

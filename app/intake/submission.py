@@ -34,20 +34,25 @@ class SubmitFailed(Exception):
 
 
 def submit(app: Celery, source: JobDocument | Mapping[str, Any] | str | bytes | os.PathLike[str], *,
-           keep_queued_on_broker_error: bool = False) -> JobDocument:
+           keep_queued_on_broker_error: bool = False, validated: bool = False) -> JobDocument:
     """Validate a job, admit it to the job store and publish it; return the validated job.
 
     Raises ``ValidationFailed`` for an invalid document (nothing is queued then) and
     ``SubmitFailed`` when the broker cannot be reached: the job is then recorded failed, or,
     with ``keep_queued_on_broker_error``, left queued for the caller to ``publish`` again (the
     file-drop bridge does). A job_id that exists is left as it is: it is executed once.
+    ``validated``: ``source`` is a JobDocument this process validated with this app's settings (the
+    bridge does): it is not validated again.
     """
     backend = app.backend
     store = backend.store
     settings = backend.settings
     registry = installed(app.conf.guestkit_extra_handlers)
-    document = source.to_dict() if isinstance(source, JobDocument) else source
-    job = validate(document, timeout_ceiling=settings.timeout_ceiling, payload_models=registry.payload_models)
+    if validated and isinstance(source, JobDocument):
+        job = source
+    else:
+        document = source.to_dict() if isinstance(source, JobDocument) else source
+        job = validate(document, timeout_ceiling=settings.timeout_ceiling, payload_models=registry.payload_models)
     fresh = JobStatus(job_id=job.job_id, operation=job.operation, attempt=job.execution.attempt,
                       max_attempts=job.execution.max_attempts, idempotency_key=job.idempotency_key,
                       cancellable=job.execution.cancellable)
