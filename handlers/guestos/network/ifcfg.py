@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from handlers.guestos.common import files_in, last_wins, read_settings
@@ -23,13 +24,19 @@ def _addresses(values: dict[str, str]) -> list[str]:
     return addresses
 
 
-def read_ifcfg(tree: GuestTree) -> list[dict[str, Any]]:
-    interfaces = []
-    for path in files_in(tree, SCRIPTS_DIR):
+def ifcfg_files(tree: GuestTree, directory: str) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """(path, interface name, settings) of each ``ifcfg-NAME`` file in ``directory`` but the loopback's
+    and editors' or package managers' leftovers (Red Hat's initscripts and SUSE's wicked alike)."""
+    for path in files_in(tree, directory):
         name = path.rsplit("/", 1)[1]
         if not name.startswith("ifcfg-") or name == "ifcfg-lo" or name.endswith(_SKIP_SUFFIXES):
             continue
-        values = {key: setting.value for key, setting in last_wins(read_settings(tree, path)).items()}
+        yield path, name[6:], {key: setting.value for key, setting in last_wins(read_settings(tree, path)).items()}
+
+
+def read_ifcfg(tree: GuestTree) -> list[dict[str, Any]]:
+    interfaces = []
+    for path, name, values in ifcfg_files(tree, SCRIPTS_DIR):
         addresses = _addresses(values)
         bootproto = values.get("BOOTPROTO", "none").lower()
         if bootproto in ("dhcp", "bootp"):
@@ -38,7 +45,7 @@ def read_ifcfg(tree: GuestTree) -> list[dict[str, Any]]:
             method = "static" if addresses else "manual"
         dns = [values[f"DNS{n}"] for n in range(1, 10) if values.get(f"DNS{n}")]
         interfaces.append(interface(
-            values.get("DEVICE") or name[6:], "ifcfg", path, method, addresses=addresses,
+            values.get("DEVICE") or name, "ifcfg", path, method, addresses=addresses,
             gateway=values.get("GATEWAY") or None, dns=dns, mac=values.get("HWADDR") or None,
         ))
     return interfaces

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.guestos.common import files_in, last_wins, read_settings
+from handlers.guestos.common import last_wins, read_settings
 from handlers.guestos.network.iface import interface, with_prefix
+from handlers.guestos.network.ifcfg import ifcfg_files
 from handlers.tree import GuestTree, read_text
 
 SYSCONFIG_DIR = "/etc/sysconfig/network"
-_SKIP_SUFFIXES = (".bak", ".orig", ".rpmnew", ".rpmsave", ".old", "~")
 
 
 def _addresses(values: dict[str, str]) -> list[str]:
@@ -47,15 +47,11 @@ def read_wicked(tree: GuestTree) -> list[dict[str, Any]]:
     dns_setting = settings.get("NETCONFIG_DNS_STATIC_SERVERS")
     static_dns = dns_setting.value.split() if dns_setting else []
     interfaces = []
-    for path in files_in(tree, SYSCONFIG_DIR):
-        name = path.rsplit("/", 1)[1]
-        if not name.startswith("ifcfg-") or name == "ifcfg-lo" or name.endswith(_SKIP_SUFFIXES):
-            continue
-        values = {key: setting.value for key, setting in last_wins(read_settings(tree, path)).items()}
+    for path, name, values in ifcfg_files(tree, SYSCONFIG_DIR):
         addresses = _addresses(values)
         bootproto = values.get("BOOTPROTO", "static").lower()
         method = "dhcp" if bootproto.startswith("dhcp") else "static" if addresses else "manual"
-        interfaces.append(interface(name[6:], "wicked", path, method, addresses=addresses,
-                                    gateway=_default_route(tree, name[6:], method == "dhcp"), dns=static_dns,
+        interfaces.append(interface(name, "wicked", path, method, addresses=addresses,
+                                    gateway=_default_route(tree, name, method == "dhcp"), dns=static_dns,
                                     mac=values.get("LLADDR") or None))
     return interfaces
