@@ -83,8 +83,8 @@ case "${1:-}" in
     # cores (-n; one given here wins). A real broker gets one test process: Flower and Celery's broadcasts
     # see every worker on it, and test_flower counts on seeing only its own.
     logs=$(mktemp -d "${TMPDIR:-/tmp}/guestkit-lanes-XXXXXX")
-    pids=()
-    for broker in redis rabbitmq; do
+    brokers=(redis rabbitmq) pids=()
+    for broker in "${brokers[@]}"; do
       "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "broker${marks:+ and ($marks)}" --broker="$broker" \
         "${args[@]}" > "$logs/$broker.log" 2>&1 &
       pids+=($!)
@@ -93,8 +93,8 @@ case "${1:-}" in
     failed=()
     "$VENV/bin/python" -m pytest -q -n "${GUESTKIT_TEST_PROCESSES:-4}" --dist loadfile ${marks:+-m "$marks"} "${args[@]}" \
       || failed+=(suite)
-    for i in 0 1; do
-      broker=$([ "$i" = 0 ] && echo redis || echo rabbitmq)
+    for i in "${!brokers[@]}"; do
+      broker=${brokers[$i]}
       echo "guestkit: integration suite on $broker" >&2
       rc=0; wait "${pids[$i]}" || rc=$?
       [ "$rc" = 0 ] || [ "$rc" = 5 ] || failed+=("$broker")  # 5: the options chose no broker test

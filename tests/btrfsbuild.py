@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from tests.brokers import skip_or_fail
 
 MiB = 1024 * 1024
 
@@ -79,11 +79,9 @@ def loop_mounts_work() -> bool:
 
 def need_loop_mounts() -> None:
     """Skip (fail in CI) where the kernel cannot write the filesystem for the test."""
-    if loop_mounts_work():
-        return
-    if os.environ.get("CI") or os.environ.get("GUESTKIT_REQUIRE_BROKERS") == "1":
-        pytest.fail("these btrfs tests need root and loop mounts of btrfs, which CI has")
-    pytest.skip("needs root and loop mounts of btrfs to write subvolumes and compressed extents")
+    if not loop_mounts_work():
+        skip_or_fail("these btrfs tests need root and loop mounts of btrfs to write subvolumes and "
+                     "compressed extents (CI has both)")
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.brokers import skip_or_fail
 from tests.conftest import CELERY, ROOT, WorkerPool, make_job, wait_for
 from tests.imagebuild import sample_guest
 from tests.processes import WorkerProcess
@@ -35,7 +36,7 @@ print(json.dumps(api.submit(json.loads(sys.argv[1])).result(timeout=120)))
 @pytest.fixture(scope="module")
 def user() -> Iterator[pwd.struct_passwd]:
     if os.geteuid() != 0:
-        pytest.skip("creating a user and dropping to it needs root")
+        skip_or_fail("creating a user and dropping to it needs root (CI runs as root)")
     name = f"gk{uuid.uuid4().hex[:8]}"
     subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True,
                    env={**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/sbin:/sbin"})
@@ -53,9 +54,7 @@ def _venv_usable_by(user: pwd.struct_passwd) -> None:
     reason = (f"{sys.executable} cannot run as an unprivileged user (a venv made from a Python other users "
               f"cannot read, such as one under /root; ./guestkit.sh makes it from /usr/bin/python3): "
               f"{probe.stderr.strip().splitlines()[-1:]}")
-    if os.environ.get("CI") or os.environ.get("GUESTKIT_REQUIRE_BROKERS") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    skip_or_fail(reason)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +130,7 @@ def test_a_worker_run_as_an_unprivileged_user_inspects_fixes_and_converts(
 
 def test_a_worker_started_as_root_says_it_need_not_be(tmp_path: Path) -> None:
     if os.geteuid() != 0:
-        pytest.skip("only a worker run as root warns")
+        skip_or_fail("only a worker run as root warns (CI runs as root)")
     worker = WorkerPool(tmp_path)(concurrency=1)
     try:
         wait_for(lambda: "running as root, which nothing guestkit-worker does needs" in worker.text(), 20,

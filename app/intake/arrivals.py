@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import struct
+import time
 from collections import deque
 from collections.abc import Callable
 from time import monotonic
@@ -89,6 +91,16 @@ class DirectoryEvents:
                     break
                 pos += length
         return found
+
+    def wait(self, timeout: float) -> None:
+        """Until something arrives or ``timeout`` seconds pass (sleep without inotify); what arrived
+        is forgotten: it only says "look now"."""
+        if self.fd < 0:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if ready:
+            self.names()
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -26,14 +26,12 @@ given ``settle`` seconds of quiet (no change to its mtime) before it is judged b
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import heapq
 import json
 import logging
 import os
 import re
-import select
 import socket
 import stat
 import time
@@ -110,8 +108,6 @@ class Claim:
     delay: float = field(default=_FIRST_CHECK_DELAY, compare=False)
     #: its job is recorded queued but the broker could not be reached to publish it
     unpublished: bool = field(default=False, compare=False)
-    #: its job ended and its file was moved (an entry may stay in the heap until popped)
-    finished: bool = field(default=False, compare=False)
     #: (device, inode, change time, size) of the claimed file once submitted: the file moved to done/
     #: or failed/ must still be that one (a new file may get the inode number of a removed one)
     identity: tuple[int, int, int, int] | None = field(default=None, compare=False)
@@ -286,7 +282,7 @@ class Bridge:
             if time.monotonic() > deadline and worked:
                 break
             claim = heapq.heappop(self.inflight)
-            if not claim.finished:
+            if claim.job_id in self._by_job:  # else it ended meanwhile, reported by inotify
                 worked += self._look(claim, now, longest, requeue=True)
         return worked
 
@@ -299,7 +295,6 @@ class Bridge:
                 claim.back_off(now, longest)
                 heapq.heappush(self.inflight, claim)
             return 0
-        claim.finished = True
         self._by_job.pop(claim.job_id, None)
         self._finish(claim, result)
         return 1
@@ -602,57 +597,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class DirectoryWatch:
-    """Wakes a waiting loop as soon as a file is moved or written into a directory (Linux inotify);
-    without inotify, ``wait`` simply sleeps."""
-
-    _IN_CLOSE_WRITE = 0x008
-    _IN_MOVED_TO = 0x080
-    _IN_NONBLOCK = 0o4000
-    _IN_CLOEXEC = 0o2000000
-
-    def __init__(self, folder: Path) -> None:
-        self.fd = -1
-        init = getattr(_libc, "inotify_init1", None)
-        if init is None:
-            return
-        fd = init(self._IN_NONBLOCK | self._IN_CLOEXEC)
-        if fd < 0:
-            return
-        if _libc.inotify_add_watch(fd, os.fsencode(folder), self._IN_CLOSE_WRITE | self._IN_MOVED_TO) < 0:
-            os.close(fd)
-            return
-        self.fd = fd
-
-    def wait(self, timeout: float) -> None:
-        if self.fd < 0:
-            time.sleep(timeout)
-            return
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if ready:
-            self.drain()
-
-    def drain(self) -> None:
-        """Read (and forget) the pending events: they only say "look now"."""
-        try:
-            while os.read(self.fd, 65536):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 def run(bridge: Bridge, interval: float, should_stop: Callable[[], bool] = lambda: False) -> None:
     """Run ``bridge`` until ``should_stop()``: tick; when there was nothing to do, wait for a file to
     arrive (inotify) or ``interval`` seconds, whichever comes first."""
-    watch = DirectoryWatch(bridge.jobs_dir)
+    watch = DirectoryEvents(str(bridge.jobs_dir))
     try:
         while not should_stop():
             if not bridge.tick():

@@ -15,7 +15,8 @@ from typing import Any
 
 from celery import bootsteps
 
-from app.intake.bridge import Bridge, BridgeConfig, DirectoryWatch
+from app.intake.arrivals import DirectoryEvents
+from app.intake.bridge import Bridge, BridgeConfig
 from app.run.settings import Settings
 
 logger = logging.getLogger("guestkit.bridge")
@@ -36,7 +37,7 @@ class BridgeStep(bootsteps.StartStopStep):
         self.timer: Any = None
         self.tref: Any = None
         self.hub: Any = None
-        self.watch: DirectoryWatch | None = None
+        self.watch: DirectoryEvents | None = None
 
     def start(self, parent: Any) -> None:
         if self.bridge is None:  # kept across consumer restarts (broker reconnects)
@@ -45,7 +46,7 @@ class BridgeStep(bootsteps.StartStopStep):
         self._schedule(self.interval)
         hub = getattr(parent, "hub", None)
         if hub is not None:  # an event loop (Redis, RabbitMQ): files wake it at once, through inotify
-            watch = DirectoryWatch(self.bridge.jobs_dir)
+            watch = DirectoryEvents(str(self.bridge.jobs_dir))
             if watch.fd >= 0:
                 hub.add_reader(watch.fd, self._on_change)
                 self.hub, self.watch = hub, watch
@@ -64,7 +65,7 @@ class BridgeStep(bootsteps.StartStopStep):
 
     def _on_change(self) -> None:
         assert self.watch is not None and self.bridge is not None
-        self.watch.drain()
+        self.watch.names()  # they only say "look now"
         try:
             self.bridge.tick()
         except Exception:  # noqa: BLE001 - the bridge must outlive one bad round

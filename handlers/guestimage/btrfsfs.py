@@ -181,6 +181,8 @@ class BtrfsVolume:
             if not any(c.logical == chunk.logical for c in self._chunks):
                 self._chunks.append(chunk)
         self._roots: dict[int, tuple[int, int]] = {}
+        self._default: int | None = None
+        self._paths: dict[int, str] | None = None
 
     def _superblock(self) -> Superblock:
         best: Superblock | None = None
@@ -326,6 +328,11 @@ class BtrfsVolume:
 
     def default_subvolume(self) -> int:
         """The subvolume mounted when no ``subvol=`` is given (``btrfs subvolume set-default``)."""
+        if self._default is None:
+            self._default = self._read_default()
+        return self._default
+
+    def _read_default(self) -> int:
         for _, data in self.items(self.sb.root, self.sb.root_level, (ROOT_TREE_DIR, DIR_ITEM, 0),
                                       (ROOT_TREE_DIR, DIR_ITEM, _LAST)):
             for location, _kind, name in _dir_entries(data):
@@ -362,7 +369,13 @@ class BtrfsVolume:
         raise BtrfsError(f"directory {inode} of subvolume {tree} has no path to its top")
 
     def subvolume_paths(self) -> dict[int, str]:
-        """Subvolume id -> its path from the top level (``@/home``), as ``subvol=`` names it."""
+        """Subvolume id -> its path from the top level (``@/home``), as ``subvol=`` names it (read once:
+        the filesystem is read-only here)."""
+        if self._paths is None:
+            self._paths = self._read_paths()
+        return self._paths
+
+    def _read_paths(self) -> dict[int, str]:
         refs = self.subvolumes()
         paths: dict[int, str] = {FS_TREE: ""}
 

@@ -76,14 +76,12 @@ def decompress(src: bytes, limit: int) -> bytes:
                 continue
             if ip >= n:
                 raise LzoError("input ends inside a match")
-            if state != 4:
-                following = t & 3
+            following = t & 3
+            if state != 4:  # a 2-byte match just after a short literal run
                 copy_match(1 + (t >> 2) + (src[ip] << 2), 2)
-                ip += 1
-            else:
-                following = t & 3
+            else:  # a 3-byte match past M2's reach, after a longer literal run
                 copy_match(1 + _M2_MAX_OFFSET + (t >> 2) + (src[ip] << 2), 3)
-                ip += 1
+            ip += 1
         elif t >= 64:
             if ip >= n:
                 raise LzoError("input ends inside a match")

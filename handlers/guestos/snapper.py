@@ -12,7 +12,7 @@ from typing import Any
 from handlers.tree import GuestTree, read_text
 
 _SNAPSHOT = re.compile(r"(?:^|/)\.snapshots/(\d{1,9})/snapshot$")
-_FIELDS = ("type", "num", "date", "description", "cleanup")
+_FIELDS = ("type", "date", "description", "cleanup")
 _INFO_BYTES = 64 * 1024
 
 
@@ -33,6 +33,5 @@ def read_root_snapshot(tree: GuestTree, root_subvolume: str | None) -> dict[str,
     text = read_text(tree, f"/.snapshots/{number}/info.xml", limit=_INFO_BYTES) or ""
     found: dict[str, Any] = {"number": number, "subvolume": root_subvolume}
     for name in _FIELDS:
-        if name != "num":
-            found[name] = _element(text, name)
+        found[name] = _element(text, name)
     return found
