@@ -21,7 +21,7 @@ import pytest
 
 from app.intake.bridge import CLAIMS, HOST
 from app.protocol.states import JobState, JobStatus
-from tests.conftest import CELERY, ENV, ROOT, SEED_JOB, WorkerProcess, make_job, wait_for
+from tests.conftest import CELERY, ENV, ROOT, SEED_JOB, WorkerProcess, make_job, routed, wait_for
 
 RESULTS = Path(ENV["GUESTKIT_RESULTS_DIR"])
 # tests marked "broker" run once more on Redis and on RabbitMQ (./guestkit.sh test), where the in-worker
@@ -494,3 +494,62 @@ def test_files_are_taken_in_the_order_they_came_not_by_name(bridge_worker: Calla
     order = [line.split()[0] for line in runs.read_text().splitlines()]
     assert order == [docs[name]["job_id"] for name in ("zz-oldest.json", "aa-newer.json", "mm-newest.json",
                                                         "zz-late-1.json", "aa-late-2.json")]
+
+
+# --- the bridge's own bookkeeping, in this process ----------------------------------------------
+def _in_process_bridge(jobs: Path, **config: Any) -> Any:
+    from app.celery import app
+    from app.intake.bridge import Bridge, BridgeConfig
+
+    return Bridge(BridgeConfig(jobs_dir=jobs, settle=0.0, **config), app)
+
+
+def _unserved(doc: dict[str, Any]) -> dict[str, Any]:
+    """Routed to a pool no worker serves: these tests follow intake only."""
+    return routed(doc, f"nobody-{uuid.uuid4().hex[:8]}")
+
+
+def test_a_job_id_recorded_by_an_earlier_bridge_version_stays_taken(jobs_dir: Path) -> None:
+    """``.ids/`` records written as JSON files (before they were links) still make a second file with
+    the same job_id a duplicate, named after the file that took it first."""
+    doc = _unserved(make_job())
+    (jobs_dir / ".ids").mkdir()
+    (jobs_dir / ".ids" / doc["job_id"]).write_text(json.dumps({"token": "0123abcd", "file": "earlier.json"}))
+    drop(jobs_dir, doc, "later.json")
+    with _in_process_bridge(jobs_dir) as bridge:
+        wait_for(lambda: bridge.tick() is not None and (jobs_dir / "failed" / "later.json").exists(), 10,
+                 "the duplicate in failed/")
+    reason = (jobs_dir / "failed" / "later.json.reason.txt").read_text()
+    assert "error: DUPLICATE_JOB_ID" in reason and "'earlier.json'" in reason
+    assert store_status(doc["job_id"]) is None, "the duplicate was not submitted"
+
+
+def test_a_job_id_is_recorded_once_and_read_back(jobs_dir: Path) -> None:
+    """The record of who took a job_id, then a second file with that job_id: a duplicate."""
+    doc = _unserved(make_job())
+    drop(jobs_dir, doc, "first.json")
+    with _in_process_bridge(jobs_dir) as bridge:
+        wait_for(lambda: bridge.tick() is not None and doc["job_id"] in bridge._by_job, 10, "the first file's job")
+        drop(jobs_dir, doc, "second.json")
+        wait_for(lambda: bridge.tick() is not None and (jobs_dir / "failed" / "second.json").exists(), 10,
+                 "the second file in failed/")
+    assert "'first.json'" in (jobs_dir / "failed" / "second.json.reason.txt").read_text()
+    assert store_status(doc["job_id"]) is not None and list(jobs_dir.glob(".ids/.*")) == []
+
+
+def test_looks_for_results_keep_to_the_tick_budget(jobs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of jobs in flight whose results are not there: one tick looks for as many as its
+    budget allows (here: one), not for every one of them."""
+    from app.intake.bridge import Claim
+
+    with _in_process_bridge(jobs_dir, budget=1e-9) as bridge:
+        looked: list[str] = []
+        monkeypatch.setattr(bridge.backend, "read_result", lambda job_id: looked.append(job_id))
+        for n in range(5000):
+            claim = Claim(0.0, f"t{n}", f"f{n}.json", f"e{n}", job_id=f"job-{n}")
+            bridge._by_job[claim.job_id] = claim
+            bridge.inflight.append(claim)
+        bridge.tick()
+        assert len(looked) == 1
+        bridge.tick()
+        assert len(looked) == 2

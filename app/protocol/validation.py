@@ -74,7 +74,16 @@ def validate(
     an unknown operation is ``UNSUPPORTED_OPERATION`` and ``payload.data`` is checked too.
     Raises ``ValidationFailed`` with every problem; its ``code`` is the contract's error code.
     """
-    data = read_document(source)
+    return validate_read(read_document(source), timeout_ceiling=timeout_ceiling, payload_models=payload_models)
+
+
+def validate_read(
+    data: dict[str, Any],
+    *,
+    timeout_ceiling: int = DEFAULT_TIMEOUT_CEILING,
+    payload_models: Mapping[str, Mapping[int, type[BaseModel]]] | None = None,
+) -> JobDocument:
+    """``validate`` for what ``read_document`` returned (its size and nesting are not checked again)."""
     problems: list[str] = []
     code = ErrorCode.VALIDATION_ERROR
     version = data.get("version")
@@ -174,6 +183,8 @@ def _json_type(value: Any) -> str:
 
 def _check_text_depth(text: str) -> None:
     """Refuse deep nesting before ``json.loads`` recurses into it."""
+    if text.count("[") + text.count("{") <= MAX_NESTING_DEPTH:  # not enough openers to nest too deep
+        return
     depth = 0
     in_string = False
     escaped = False
