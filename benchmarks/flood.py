@@ -9,6 +9,9 @@ not execution. "Drained" is the moment no job file is left to claim in the jobs 
 is submitted right after its claim). The late file is dropped right after the flood, named to sort
 after it; its wait is from its rename to its claim, beside what the backlog ahead of it (counted when
 it was dropped) needed at the bridge's rate. The watching loop costs no more per poll with the backlog.
+The API submits half its jobs before the flood and half after, so a machine that gets slower or faster
+during the run moves both sides alike; beside the wall-clock rates, each side's CPU seconds (the API's
+in this process, the bridge's from /proc).
 """
 
 from __future__ import annotations
@@ -34,12 +37,20 @@ def _any_left(jobs: Path) -> bool:
         return any(e.name.endswith(".json") and not e.name.startswith(".") for e in entries)
 
 
-def run_api(setup, api, n: int, pool: str) -> float:
-    docs = [dict(echo_job(setup.tag, f"api-{i}"), routing={"worker_pool": pool}) for i in range(n)]
-    t0 = time.perf_counter()
+def run_api(setup, api, n: int, pool: str, part: str) -> tuple[float, float]:
+    """Submit ``n`` jobs; return (seconds, CPU seconds)."""
+    docs = [dict(echo_job(setup.tag, f"api-{part}-{i}"), routing={"worker_pool": pool}) for i in range(n)]
+    t0, c0 = time.perf_counter(), time.process_time()
     for doc in docs:
         api.submit(doc)
-    return n / (time.perf_counter() - t0)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_bridge(setup, n: int, pool: str) -> dict[str, float]:
@@ -57,6 +68,7 @@ def run_bridge(setup, n: int, pool: str) -> dict[str, float]:
     bridge = Bridge("bridge", log, {**os.environ, **setup.platform_env},
                     [CELERY, "-A", "app", "bridge", "--jobs-dir", str(jobs)]).start()
     try:
+        cpu0 = _cpu_seconds(bridge.proc.pid)
         t0 = time.perf_counter()
         for i in range(n):  # all at once, as a big copy would
             name = f"flood-{i:07d}.json"
@@ -76,12 +88,13 @@ def run_bridge(setup, n: int, pool: str) -> dict[str, float]:
             if bridge.proc is not None and bridge.proc.poll() is not None:
                 raise SystemExit(f"the bridge exited:\n{log.read_text()[-3000:]}")
         drained = time.perf_counter() - t0
+        cpu = _cpu_seconds(bridge.proc.pid) - cpu0
     finally:
         bridge.kill()
     assert late_claimed is not None
     rate = (n + 1) / drained
-    return {"renamed_s": renamed, "drained_s": drained, "rate": rate, "late_wait_s": late_claimed - late_at,
-            "ahead": ahead, "ahead_s": ahead / rate}
+    return {"renamed_s": renamed, "drained_s": drained, "rate": rate, "cpu_s": cpu,
+            "late_wait_s": late_claimed - late_at, "ahead": ahead, "ahead_s": ahead / rate}
 
 
 class Bridge(WorkerProcess):
@@ -113,12 +126,17 @@ def main(argv: list[str]) -> int:
                                "submitted through the API; jobs routed to a pool nobody serves (intake only)")
         api = setup.platform_api()
         pool = f"nobody-{setup.tag}"
-        api_rate = run_api(setup, api, n, pool)
+        before = run_api(setup, api, n // 2, pool, "before")
         flood = run_bridge(setup, n, pool)
-        table([["API submit", n, "", f"{n / api_rate:.1f}", f"{api_rate:.0f}", "1.00"],
+        after = run_api(setup, api, n - n // 2, pool, "after")
+        api_s, api_cpu = before[0] + after[0], before[1] + after[1]
+        api_rate = n / api_s
+        table([["API submit (half before, half after)", n, "", f"{api_s:.1f}", f"{api_rate:.0f}", "1.00",
+                f"{api_cpu:.1f}", "1.00"],
                ["file drop (bridge)", n, f"{flood['renamed_s']:.1f}", f"{flood['drained_s']:.1f}",
-                f"{flood['rate']:.0f}", f"{flood['rate'] / api_rate:.2f}"]],
-              ["side", "jobs", "renames s", "seconds", "jobs/s", "ratio to API"])
+                f"{flood['rate']:.0f}", f"{flood['rate'] / api_rate:.2f}", f"{flood['cpu_s']:.1f}",
+                f"{api_cpu / flood['cpu_s']:.2f}"]],
+              ["side", "jobs", "renames s", "seconds", "jobs/s", "ratio to API", "CPU s", "CPU ratio"])
         print(f"late file (dropped with {flood['ahead']} files ahead, named to sort last): claimed after "
               f"{flood['late_wait_s']:.2f} s; the backlog ahead needed {flood['ahead_s']:.2f} s at the drain rate")
         ratio = flood["rate"] / api_rate
