@@ -88,7 +88,7 @@ def _strings_value(header: int, table: dict[int, str], tail: bytes = b"") -> byt
     return bytes(head) + bytes(body) + tail
 
 
-def _sam(config: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _sam(config: Path, guest_enabled: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     sam = Key("ROOT")
     account = sam.key("SAM/Domains/Account")
     domain_sid = bytes([1, 4]) + (5).to_bytes(6, "big") + struct.pack("<4I", *MACHINE_SID)
@@ -96,6 +96,8 @@ def _sam(config: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     users_truth = []
     by_rid = {}
     for rid, name, full, comment, control, logon in USERS:
+        if rid == 501 and guest_enabled:
+            control &= ~1
         fixed = bytearray(0x50)
         struct.pack_into("<Q", fixed, 0x08, logon)
         struct.pack_into("<I", fixed, 0x30, rid)
@@ -154,9 +156,27 @@ def _uninstall(root: Key, path: str, rows: list[tuple], arch: str) -> list[dict[
     return truth
 
 
-def make_windows_tree(root: str | Path, *, dirty: str | None = None) -> dict[str, Any]:
+#: hive name -> key path -> value name -> data (None: the value removed)
+Registry = dict[str, dict[str, dict[str, Any]]]
+
+
+def _apply_registry(hive: Key, changes: dict[str, dict[str, Any]]) -> None:
+    for path, values in changes.items():
+        node = hive.key(path)
+        for name, data in values.items():
+            if data is None:
+                node.values = [v for v in node.values if v.name.upper() != name.upper()]
+            else:
+                node.set(name, data)
+
+
+def make_windows_tree(root: str | Path, *, dirty: str | None = None, registry: Registry | None = None,
+                      guest_enabled: bool = False) -> dict[str, Any]:
     """Windows Server 2022 Standard 21H2 (build 20348.2227) named WIN-FS01 in corp.example.com;
-    ``dirty``: the hive (SOFTWARE or SYSTEM) written with its transaction logs not applied."""
+    ``dirty``: the hive (SOFTWARE or SYSTEM) written with its transaction logs not applied;
+    ``registry``: values set (or removed) in the SOFTWARE and SYSTEM hives after the defaults;
+    ``guest_enabled``: the Guest account is not disabled."""
+    registry = registry or {}
     root = Path(root)
     config = root / "Windows/System32/config"
     config.mkdir(parents=True)
@@ -183,6 +203,7 @@ def make_windows_tree(root: str | Path, *, dirty: str | None = None) -> dict[str
         packages.key(package).set("CurrentState", 112)
     software.key("Policies/Microsoft/Windows Defender/Real-Time Protection").set("DisableRealtimeMonitoring", 1)
     software.key("Microsoft/Windows Defender").set("DisableAntiSpyware", 0)
+    _apply_registry(software, registry.get("SOFTWARE", {}))
     write_hive(config / "SOFTWARE", software, dirty=dirty == "SOFTWARE")
 
     system = Key("ROOT")
@@ -228,8 +249,9 @@ def make_windows_tree(root: str | Path, *, dirty: str | None = None) -> dict[str
     mounted.set("\\DosDevices\\E:", struct.pack("<IQ", 0x0BADF00D, 1_048_576))  # a disk not in this image
     mounted.set("\\??\\Volume{b1c2d3e4-0000-0000-0000-100000000000}", struct.pack("<IQ", WINDOWS_DISK_SIGNATURE,
                                                                                  1_048_576))
+    _apply_registry(system, registry.get("SYSTEM", {}))
     write_hive(config / "SYSTEM", system, dirty=dirty == "SYSTEM")
-    users, groups = _sam(config)
+    users, groups = _sam(config, guest_enabled)
     security = Key("ROOT")
     name = "CORP".encode("utf-16-le")
     security.key("Policy/PolPrDmN").set("", struct.pack("<HHIQ", len(name), len(name), 0, 16) + name)

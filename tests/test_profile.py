@@ -18,6 +18,7 @@ from handlers.payloads import SEVERITY_ORDER, ProfilePayloadV1
 from handlers.profile import ProfileHandler, catalogue, profile_tree
 from handlers.tree import DirectoryTree
 from tests.guestdata import MAKERS, FakeContext, make_debian_tree, make_rhel_tree
+from tests.guestdata_windows import make_windows_tree
 from tests.imagebuild import build_image
 
 SSHD = "/etc/ssh/sshd_config"
@@ -147,7 +148,72 @@ CASES.update({
 })
 NOT_APPLICABLE.update({"PAM-001": ("rhel", {"/etc/pam.d": None}), "PAM-002": ("debian", {}),
                        "PAM-003": ("debian", {"/etc/pam.d": None})})
+CS = "ControlSet001"
+LSA = f"{CS}/Control/Lsa"
+WINLOGON = "Microsoft/Windows NT/CurrentVersion/Winlogon"
+PASSWORD_MARKER = "autologon-secret-7f3a"
+#: Windows check id -> (make_windows_tree options with which it fires, expected evidence (hive, key, value),
+#: options with which it passes); the default test guest has the private firewall profile off, real-time
+#: protection off by policy, Remote Desktop without NLA, no LSA protection and no script block logging
+WINDOWS_CASES: dict[str, tuple[dict[str, Any], tuple[str, str, str], dict[str, Any]]] = {
+    "WIN-001": ({"registry": {"SOFTWARE": {"Policies/Microsoft/WindowsFirewall/PublicProfile": {"EnableFirewall": 0}},
+                              "SYSTEM": {f"{CS}/Services/SharedAccess/Parameters/FirewallPolicy/StandardProfile":
+                                         {"EnableFirewall": 1}}}},
+                ("SOFTWARE", "Policies\\Microsoft\\WindowsFirewall\\PublicProfile", "EnableFirewall"),
+                {"registry": {"SYSTEM": {f"{CS}/Services/SharedAccess/Parameters/FirewallPolicy/StandardProfile":
+                                         {"EnableFirewall": 1}}}}),
+    "WIN-002": ({}, ("SOFTWARE", "Policies\\Microsoft\\Windows Defender\\Real-Time Protection",
+                     "DisableRealtimeMonitoring"),
+                {"registry": {"SOFTWARE": {"Policies/Microsoft/Windows Defender/Real-Time Protection":
+                                           {"DisableRealtimeMonitoring": None}}}}),
+    "WIN-003": ({"registry": {"SYSTEM": {f"{CS}/Services/LanmanServer/Parameters": {"SMB1": 1},
+                                         f"{CS}/Services/mrxsmb10": {"Start": 2}}}},
+                ("SYSTEM", f"{CS}\\Services\\LanmanServer\\Parameters", "SMB1"),
+                {"registry": {"SYSTEM": {f"{CS}/Services/LanmanServer/Parameters": {"SMB1": 0},
+                                         f"{CS}/Services/mrxsmb10": {"Start": 4}}}}),
+    "WIN-004": ({}, ("SYSTEM", f"{CS}\\Control\\Terminal Server\\WinStations\\RDP-Tcp", "UserAuthentication"),
+                {"registry": {"SYSTEM": {f"{CS}/Control/Terminal Server/WinStations/RDP-Tcp":
+                                         {"UserAuthentication": 1}}}}),
+    "WIN-005": ({"registry": {"SOFTWARE": {WINLOGON: {"AutoAdminLogon": "1", "DefaultUserName": "Administrator",
+                                                      "DefaultPassword": PASSWORD_MARKER}}}},
+                ("SOFTWARE", WINLOGON.replace("/", "\\"), "DefaultPassword"),
+                {"registry": {"SOFTWARE": {WINLOGON: {"AutoAdminLogon": "0", "DefaultUserName": "Administrator"}}}}),
+    "WIN-006": ({"guest_enabled": True}, ("SAM", "SAM\\Domains\\Account\\Users\\000001F5", "F"), {}),
+    "WIN-007": ({"registry": {"SYSTEM": {LSA: {"NoLMHash": 0}}}}, ("SYSTEM", f"{CS}\\Control\\Lsa", "NoLMHash"),
+                {"registry": {"SYSTEM": {LSA: {"NoLMHash": 1}}}}),
+    "WIN-008": ({"registry": {"SOFTWARE": {"Microsoft/Windows/CurrentVersion/Policies/System": {"EnableLUA": 0}}}},
+                ("SOFTWARE", "Microsoft\\Windows\\CurrentVersion\\Policies\\System", "EnableLUA"),
+                {"registry": {"SOFTWARE": {"Microsoft/Windows/CurrentVersion/Policies/System": {"EnableLUA": 1}}}}),
+    "WIN-009": ({}, ("SYSTEM", f"{CS}\\Control\\Lsa", "RunAsPPL"),
+                {"registry": {"SYSTEM": {LSA: {"RunAsPPL": 1}}}}),
+    "WIN-010": ({"registry": {"SYSTEM": {f"{CS}/Control/SecurityProviders/WDigest": {"UseLogonCredential": 1}}}},
+                ("SYSTEM", f"{CS}\\Control\\SecurityProviders\\WDigest", "UseLogonCredential"),
+                {"registry": {"SYSTEM": {f"{CS}/Control/SecurityProviders/WDigest": {"UseLogonCredential": 0}}}}),
+    "WIN-011": ({"registry": {"SYSTEM": {LSA: {"RestrictAnonymousSAM": 0}}}},
+                ("SYSTEM", f"{CS}\\Control\\Lsa", "RestrictAnonymousSAM"),
+                {"registry": {"SYSTEM": {LSA: {"RestrictAnonymousSAM": 1}}}}),
+    "WIN-012": ({"registry": {"SOFTWARE": {"Policies/Microsoft/Windows/WindowsUpdate/AU": {"NoAutoUpdate": 1}},
+                              "SYSTEM": {f"{CS}/Services/wuauserv": {"Start": 4}}}},
+                ("SOFTWARE", "Policies\\Microsoft\\Windows\\WindowsUpdate\\AU", "NoAutoUpdate"),
+                {"registry": {"SOFTWARE": {"Policies/Microsoft/Windows/WindowsUpdate/AU": {"NoAutoUpdate": 0}},
+                              "SYSTEM": {f"{CS}/Services/wuauserv": {"Start": 3}}}}),
+    "WIN-013": ({}, ("SOFTWARE", "Policies\\Microsoft\\Windows\\PowerShell\\ScriptBlockLogging",
+                     "EnableScriptBlockLogging"),
+                {"registry": {"SOFTWARE": {"Policies/Microsoft/Windows/PowerShell/ScriptBlockLogging":
+                                           {"EnableScriptBlockLogging": 1}}}}),
+}
+NOT_APPLICABLE.update({check_id: ("debian", {}) for check_id in WINDOWS_CASES})
 BY_ID = {item.id: item for item in CATALOGUE}
+
+
+def _hardened_windows() -> dict[str, Any]:
+    """Every Windows check's passing options at once."""
+    registry: dict[str, dict[str, dict[str, Any]]] = {}
+    for _fire, _evidence, fix in WINDOWS_CASES.values():
+        for hive, keys in fix.get("registry", {}).items():
+            for key, values in keys.items():
+                registry.setdefault(hive, {}).setdefault(key, {}).update(values)
+    return {"registry": registry}
 
 
 def _apply(root: Path, mutation: Mutation) -> None:
@@ -192,7 +258,7 @@ def test_catalogue_size_and_shape() -> None:
 
 
 def test_every_check_has_cases() -> None:
-    assert sorted(CASES) == sorted(BY_ID) == sorted(NOT_APPLICABLE)
+    assert sorted([*CASES, *WINDOWS_CASES]) == sorted(BY_ID) == sorted(NOT_APPLICABLE)
 
 
 @pytest.mark.parametrize("check_id", sorted(CASES))
@@ -227,6 +293,58 @@ def test_check_not_applicable(tmp_path: Path, check_id: str) -> None:
     (entry,) = [n for n in report["not_applicable"] if n["id"] == check_id]
     assert entry["reason"] and entry["profile"] == BY_ID[check_id].profile
     assert entry["subject"] == BY_ID[check_id].subject.describe()
+
+
+def _windows_report(tmp_path: Path, options: dict[str, Any], profiles: Any = None) -> dict[str, Any]:
+    make_windows_tree(tmp_path / "root", **options)
+    return profile_tree(DirectoryTree(tmp_path / "root"), *([profiles] if profiles else []))
+
+
+@pytest.mark.parametrize("check_id", sorted(WINDOWS_CASES))
+def test_windows_check_fires_with_registry_evidence(tmp_path: Path, check_id: str) -> None:
+    fire, (hive, key, value), _fix = WINDOWS_CASES[check_id]
+    report = _windows_report(tmp_path, fire, [BY_ID[check_id].profile])
+    found = [f for f in report["findings"] if f["id"] == check_id]
+    assert found, f"{check_id} did not fire: {report['not_applicable']} {report['errors']}"
+    item = BY_ID[check_id]
+    assert len(item.references) >= 1 and item.remediation
+    for finding in found:
+        assert finding["severity"] == item.severity
+        assert {"file", "line", "text", "hive", "key", "value", "data"} <= set(finding["evidence"])
+    evidence = [f["evidence"] for f in found if (f["evidence"]["hive"], f["evidence"]["key"],
+                                                  f["evidence"]["value"]) == (hive, key, value)]
+    assert evidence, [f["evidence"] for f in found]
+    assert evidence[0]["file"] == f"/Windows/System32/config/{hive}" and value in evidence[0]["text"]
+    assert report["errors"] == []
+    assert PASSWORD_MARKER not in json.dumps(report)  # an autologon password is named, never shown
+
+
+@pytest.mark.parametrize("check_id", sorted(WINDOWS_CASES))
+def test_windows_check_passes_when_fixed(tmp_path: Path, check_id: str) -> None:
+    _fire, _evidence, fix = WINDOWS_CASES[check_id]
+    report = _windows_report(tmp_path, fix, [BY_ID[check_id].profile])
+    assert check_id not in {f["id"] for f in report["findings"]}
+    assert check_id in report["passed"]
+
+
+def test_a_hardened_windows_guest_passes_every_windows_check_and_no_linux_check_applies(tmp_path: Path) -> None:
+    report = _windows_report(tmp_path, _hardened_windows())
+    windows_checks = {item.id for item in CATALOGUE if item.id.startswith("WIN-")}
+    assert len(windows_checks) >= 12 and windows_checks <= set(report["passed"])
+    assert report["findings"] == [] and report["errors"] == []
+    reasons = {n["id"]: n["reason"] for n in report["not_applicable"]}
+    assert set(reasons) == {item.id for item in CATALOGUE} - windows_checks  # every Linux check
+    assert all(reasons.values())
+
+
+def test_windows_checks_do_not_apply_to_a_linux_guest(tmp_path: Path) -> None:
+    make_debian_tree(tmp_path)
+    report = profile_tree(DirectoryTree(tmp_path))
+    reasons = {n["id"]: n for n in report["not_applicable"] if n["id"].startswith("WIN-")}
+    assert len(reasons) == len(WINDOWS_CASES)
+    assert {n["reason"] for n in reasons.values()} == {
+        "the guest is not Windows (no /Windows/System32/config/SYSTEM)"}
+    assert {n["subject"]["kind"] for n in reasons.values()} == {"os"}
 
 
 def test_ctrl_alt_del_on_a_debian_without_systemd_is_not_applicable(tmp_path: Path) -> None:

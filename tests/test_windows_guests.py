@@ -124,3 +124,24 @@ def test_subkeys_beyond_max_entries_are_cut_and_said(tmp_path: Path) -> None:
     assert len(found["packages"]["installed"]) <= 3 + 2  # three keys of each Uninstall list looked at
     assert {"file": "/Windows/System32/config/SOFTWARE\\Uninstall", "limit": "GUESTKIT_MAX_ENTRIES", "value": 3,
             "found": 4} in tree.truncated
+
+
+def test_a_windows_image_is_profiled_from_its_registry(worker: WorkerProcess, base: Path) -> None:
+    """A real profile job on an NTFS image: the Windows checks read its hives, the Linux ones do not apply."""
+    make_windows_tree(base / "win-profile-root", guest_enabled=True,
+                      registry={"SYSTEM": {"ControlSet001/Control/Lsa": {"NoLMHash": 0}}})
+    image = base / "win-profile.qcow2"
+    build_image(base / "win-profile-root", image, "windows", "qcow2")
+    result = api.submit(routed(make_job("guestkit.profile", {"image": {"path": str(image)}}), POOL)).result(
+        timeout=120)
+    assert result["status"] == "completed", result
+    report = result["data"]
+    found = {f["id"]: f["evidence"] for f in report["findings"]}
+    assert {"WIN-001", "WIN-002", "WIN-004", "WIN-006", "WIN-007", "WIN-009", "WIN-013"} == set(found)
+    assert found["WIN-007"] == {"file": "/Windows/System32/config/SYSTEM", "line": None, "hive": "SYSTEM",
+                                "key": "ControlSet001\\Control\\Lsa", "value": "NoLMHash", "data": 0,
+                                "text": "SYSTEM\\ControlSet001\\Control\\Lsa\\NoLMHash = 0 (0 stores them; the "
+                                        "default is 1)"}
+    assert {"WIN-003", "WIN-005", "WIN-008", "WIN-010", "WIN-011", "WIN-012"} <= set(report["passed"])
+    assert not any(n["id"].startswith("WIN-") for n in report["not_applicable"])
+    assert report["errors"] == [] and report["summary"]["not_applicable"] == len(report["not_applicable"]) > 40

@@ -21,6 +21,7 @@ from handlers.guestos.security.sshd import effective_sshd
 from handlers.guestos.services import read_services
 from handlers.guestos.storage import FSTAB, read_fstab_entries
 from handlers.guestos.sysctl import read_sysctl
+from handlers.guestos.windows.hives import Hive, open_hive
 from handlers.tree import GuestTree
 
 if TYPE_CHECKING:
@@ -112,6 +113,25 @@ class Facts:
     @cached_property
     def sudo(self) -> tuple[set[str], set[str]]:
         return sudo_principals(self.tree)
+
+    @cached_property
+    def _registry(self) -> tuple[dict[str, Hive | None], dict[str, str]]:
+        hives: dict[str, Hive | None] = {}
+        warnings: dict[str, str] = {}
+        for name in ("SYSTEM", "SOFTWARE", "SAM"):
+            hives[name], warning = open_hive(self.tree, name)
+            if warning is not None:
+                warnings[name] = warning
+        return hives, warnings
+
+    @property
+    def hives(self) -> dict[str, Hive | None]:
+        """A Windows guest's SYSTEM, SOFTWARE and SAM hives (None where missing or unreadable)."""
+        return self._registry[0]
+
+    @property
+    def hive_warnings(self) -> dict[str, str]:
+        return self._registry[1]
 
     def fstab_entry(self, mountpoint: str) -> FstabEntry | None:
         return next((e for e in self.fstab if e.mountpoint.rstrip("/") == mountpoint.rstrip("/")), None)

@@ -1,4 +1,4 @@
-"""What each check is about: an init system, the kernel, a package, or files. A guest without its
+"""What each check is about: an init system, the kernel, a package, files, or Windows. A guest without its
 subject gets the check reported "not applicable", with the reason, before the check runs.
 
 The init system is the one the guest boots (``handlers.guestos.initsystem``) and the kernel the one
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Subject:
-    kind: str  # "init", "kernel", "package" or "file"
+    kind: str  # "init", "kernel", "package", "file" or "os"
     name: str
     #: why the guest lacks the subject; None when it has it
     absent: Callable[[Facts], str | None]
@@ -62,6 +62,15 @@ def files(what: str, *paths: str) -> Subject:
     return Subject("file", what, absent)
 
 
+def windows() -> Subject:
+    """The guest is Windows: its SYSTEM registry hive can be read."""
+    def absent(facts: Facts) -> str | None:
+        if facts.hives.get("SYSTEM") is not None:
+            return None
+        return facts.hive_warnings.get("SYSTEM") or "the guest is not Windows (no /Windows/System32/config/SYSTEM)"
+    return Subject("os", "Windows", absent)
+
+
 SSHD = files("sshd", "/etc/ssh/sshd_config")
 FSTAB = files("a file system table", "/etc/fstab")
 PASSWD = files("the account database", "/etc/passwd")
@@ -73,3 +82,4 @@ APPARMOR = files("AppArmor", "/etc/apparmor.d")
 SERVICES = init()
 SYSTEMD = init("systemd")
 KERNEL = kernel()
+WINDOWS = windows()

@@ -4,6 +4,7 @@ wins over the local setting, as it does on the machine; every state names the ke
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from handlers.guestos.windows.hives import Hive
@@ -18,15 +19,35 @@ PROFILES = {"domain": ("DomainProfile", "DomainProfile"), "private": ("StandardP
             "public": ("PublicProfile", "PublicProfile")}
 
 
-def _first(*found: tuple[Hive | None, str, str]) -> tuple[Any, str | None]:
-    """The first of (hive, key, value) that is set, and where it was read ("SOFTWARE\\key")."""
-    for hive, key, name in found:
+@dataclass(frozen=True)
+class RegistryValue:
+    """A value found set in a hive: where, and its data."""
+
+    hive: Hive
+    key: str
+    name: str
+    data: Any
+
+    @property
+    def source(self) -> str:
+        return f"{self.hive.name}\\{self.key}\\{self.name}"
+
+
+def first_set(*candidates: tuple[Hive | None, str, str]) -> RegistryValue | None:
+    """The first of (hive, key, value name) that is set: a group policy key goes first, as Windows
+    lets it win over the local setting."""
+    for hive, key, name in candidates:
         if hive is None:
             continue
-        value = hive.value(key, name)
-        if value is not None:
-            return value, f"{hive.name}\\{key}\\{name}"
-    return None, None
+        data = hive.value(key, name)
+        if data is not None:
+            return RegistryValue(hive, key, name, data)
+    return None
+
+
+def _first(*candidates: tuple[Hive | None, str, str]) -> tuple[Any, str | None]:
+    found = first_set(*candidates)
+    return (None, None) if found is None else (found.data, found.source)
 
 
 def windows_security(software: Hive | None, system: Hive | None) -> dict[str, Any]:
