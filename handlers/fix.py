@@ -17,7 +17,7 @@ from handlers.convert import check_image_size
 from handlers.guestimage import ImageInfo, PinnedImage, open_guest, open_pinned, pinned_image, verify_checksum
 from handlers.guestimage.extwrite import ExtWriteError, ExtWriter
 from handlers.guestimage.qemu import COMPRESSION_OPTIONS, convert_image, measure_image
-from handlers.guestimage.repairs import PLANNERS, Plan, RepairError, apply_edits
+from handlers.guestimage.repairs import PLANNERS, Plan, RepairError, apply_edits, refuse_unwritable
 from handlers.imagejob import image_policy
 from handlers.payloads import FixOperation, FixPayloadV1
 
@@ -120,6 +120,7 @@ class FixHandler(Handler):
                             "(they would be silently flattened)",
                             snapshots=[s.get("name") for s in info.snapshots], backing_file=info.backing_file,
                             external_files=info.external_files)
+            self._refuse_unwritable(ctx, payload, image)
             if payload.dry_run:
                 return self._dry_run(ctx, payload, paths, image, started)
             work = ctx.work_dir / f"fix-{ctx.job_id}.raw"
@@ -130,6 +131,18 @@ class FixHandler(Handler):
                 ctx.report_progress("cleanup", 99, "removing the working copy")
                 if work.exists():
                     work.unlink()
+
+    def _refuse_unwritable(self, ctx: HandlerContext, payload: FixPayloadV1, image: PinnedImage) -> None:
+        """``UNSUPPORTED_OPERATION`` before any copy is made when an operation would write to a
+        filesystem fix cannot write (XFS, btrfs, NTFS): the source image, read-only, says where."""
+        ctx.report_progress("disk_inspection", 5, "checking that every change lands on a writable filesystem")
+        with open_pinned(image, limits=ctx.limits) as guest:
+            guest.root_tree()
+            for index, op in enumerate(payload.operations):
+                try:
+                    refuse_unwritable(guest, op.type, op.options)
+                except RepairError as exc:
+                    _raise_if_fatal(exc, index, op)
 
     # -- dry run ---------------------------------------------------------------------------------------
     def _dry_run(self, ctx: HandlerContext, payload: FixPayloadV1, paths: _Paths, image: PinnedImage,

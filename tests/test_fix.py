@@ -263,3 +263,60 @@ def test_a_file_longer_than_the_job_may_read_is_never_rewritten(env: dict[str, A
     assert caught.value.code is ErrorCode.RESOURCE_LIMIT, caught.value
     assert caught.value.details["limit"] == "GUESTKIT_MAX_ENTRIES" and "rewriting /etc/hosts" in caught.value.message
     assert not fixed.exists()
+
+
+# --- filesystems fix cannot write -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def unwritable(env: dict[str, Any]) -> dict[str, tuple[Path, str, str]]:
+    """Guests whose root fix cannot write: name -> (image, filesystem, a file that exists in it)."""
+    from tests.btrfsbuild import btrfs_guest, need_loop_mounts
+    from tests.guestdata_windows import make_windows_tree
+
+    base: Path = env["base"] / "unwritable"
+    base.mkdir()
+    images = {"xfs": (base / "xfs.qcow2", "xfs", "/etc/hostname")}
+    build_image(env["base"] / "root", images["xfs"][0], "xfs", "qcow2")
+    make_windows_tree(base / "windows-root")
+    images["ntfs"] = (base / "windows.raw", "ntfs", "/Windows/System32/config/SOFTWARE")
+    build_image(base / "windows-root", images["ntfs"][0], "windows", "raw")
+    need_loop_mounts()
+    images["btrfs"] = (base / "btrfs.raw", "btrfs", "/etc/hostname")
+    btrfs_guest(env["base"] / "root", images["btrfs"][0], "fedora", "raw")
+    return images
+
+
+OPERATIONS = {
+    "set_hostname": {"hostname": "renamed"},
+    "write_file": {"path": "/etc/motd.d/fixed", "content": "fixed\n", "create_parents": True},
+    "remove_file": {"path": None},  # the guest's existing file
+}
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+@pytest.mark.parametrize("guest", ["xfs", "btrfs", "ntfs"])
+def test_fix_on_a_filesystem_it_cannot_write_is_refused_before_anything_is_written(
+        env: dict[str, Any], unwritable: dict[str, tuple[Path, str, str]], guest: str, operation: str,
+        dry_run: bool) -> None:
+    image, filesystem, existing = unwritable[guest]
+    options = {**OPERATIONS[operation]}
+    if operation == "remove_file":
+        options["path"] = existing
+    base: Path = env["base"]
+    fixed = base / "out" / f"refused-{guest}-{operation}-{dry_run}{image.suffix}"
+    work = base / "work" / f"refused-{guest}-{operation}-{dry_run}"
+    fixed.parent.mkdir(exist_ok=True)
+    data = {"image": {"path": str(image)}, "operations": [{"type": operation, "options": options}],
+            "output": {"fixed_image": str(fixed)}, "dry_run": dry_run,
+            "execution_policy": {"stop_on_error": False}}
+    before = _sha(image)
+    with pytest.raises(JobError) as caught:
+        FixHandler().execute(FakeContext([base], work), FixPayloadV1.model_validate(data))
+    error = caught.value
+    assert error.code == ErrorCode.UNSUPPORTED_OPERATION, error
+    assert error.details["filesystem"] == filesystem and error.details["operation"] == operation
+    assert filesystem in str(error) and "nothing was written" in str(error)
+    if guest == "ntfs" and error.details["operation"] == "set_hostname":
+        assert "SYSTEM registry hive" in str(error)
+    assert _sha(image) == before and not fixed.exists()
+    assert not work.exists() or list(work.iterdir()) == [], "no working copy was made"

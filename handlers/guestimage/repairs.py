@@ -400,9 +400,61 @@ def _locate(guest: Guest, path: str, follow: bool) -> tuple[str, str]:
     return fs.device_name, inner
 
 
+#: the filesystems fix writes, offline and in userspace (e2fsprogs' debugfs, mtools); XFS and btrfs
+#: have no such writer outside libguestfs, and NTFS (with the registry hives on it) none the engine trusts
+WRITABLE_FILESYSTEMS = ("ext2", "ext3", "ext4", "vfat")
+#: the operation's target path, known before planning (a plan may fail first on a guest it cannot apply to)
+_TARGETS: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "set_hostname": lambda options: "/etc/hostname",
+    "write_file": lambda options: options.get("path") if isinstance(options.get("path"), str) else None,
+    "remove_file": lambda options: options.get("path") if isinstance(options.get("path"), str) else None,
+}
+
+
+def refuse_unwritable(guest: Guest, operation: str, options: dict[str, Any]) -> None:
+    """Raise ``UNSUPPORTED_OPERATION`` when ``operation`` would write to a filesystem fix cannot write
+    (its target path's, then every path its plan edits): said before anything is written."""
+    target = _TARGETS.get(operation, lambda options: None)(options)
+    places = [target] if target is not None and target.startswith("/") else []
+    try:
+        plan = PLANNERS[operation](guest, options)
+    except RepairError:
+        plan = None  # the operation fails on its own; the run says why, as its policy wants
+    places += [edit.path for edit in plan.edits if edit.path] if plan else []  # fsck plans only ext devices
+    tree = guest.root_tree()
+    for path in places:
+        fs, _ = tree.locate(_existing_ancestor(tree, path))
+        info = guest.filesystem(fs.device_name)
+        kind = info.type if info else "unknown"
+        if kind in WRITABLE_FILESYSTEMS:
+            continue
+        if operation == "set_hostname" and kind == "ntfs":
+            message = (f"set_hostname on a Windows guest would change the computer name in its SYSTEM registry "
+                       f"hive, on {fs.device_name} (ntfs); fix has no writer for NTFS or registry hives it can "
+                       f"trust, so it refuses; nothing was written")
+        else:
+            message = (f"{operation} would change {path} on {fs.device_name}, which holds {kind}; fix writes only "
+                       f"ext2/3/4 and FAT (vfat) filesystems offline, so it refuses; nothing was written")
+        raise RepairError(message, code=ErrorCode.UNSUPPORTED_OPERATION,
+                          details={"operation": operation, "filesystem": kind, "device": fs.device_name,
+                                   "path": path})
+
+
+def _existing_ancestor(tree: Any, path: str) -> str:
+    """``path``'s nearest existing directory (itself if it exists), resolved as the guest sees it."""
+    current = PurePosixPath(path)
+    while True:
+        resolved = tree.resolve(str(current), follow=True)
+        if resolved is not None and tree.stat(resolved) is not None:
+            return resolved
+        if current == current.parent:
+            return "/"
+        current = current.parent
+
+
 def _writer(guest: Guest, raw_image: str, device: str) -> ExtWriter | FatWriter:
     info = guest.filesystem(device)
-    if info is None or info.type not in ("ext2", "ext3", "ext4", "vfat"):
+    if info is None or info.type not in WRITABLE_FILESYSTEMS:
         kind = info.type if info else "unknown"
         raise RepairError(f"{device} holds {kind}; only ext2/3/4 and FAT filesystems can be modified")
     if info.offset_bytes is None:
