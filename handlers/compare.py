@@ -1,5 +1,7 @@
 """``guestkit.compare``: what differs between two guests — packages, users, groups, services,
 configuration files under /etc (with unified diffs) and file listings of selected directories.
+Windows guests are compared from their registry: installed applications, local users and groups,
+services (start type, image path, account), and the files under ``/Windows/System32/drivers/etc``.
 
 ``compare_trees`` works on any two ``GuestTree``s; ``CompareHandler`` opens both images first.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel
@@ -17,11 +20,16 @@ from app.plugin.handler import Handler, HandlerContext, HandlerResult
 from handlers.guestos import read_groups, read_packages, read_services, read_users
 from handlers.guestos.packages import format_version, package_key
 from handlers.guestos.walk import TooManyEntries, walk
+from handlers.guestos.windows.accounts import local_groups, local_users
+from handlers.guestos.windows.hives import Hive, open_hive
+from handlers.guestos.windows.services import windows_services
+from handlers.guestos.windows.software import installed_applications
 from handlers.imagejob import PhaseProgress, image_facts, open_image, phase_reporter, report_destination, write_output
 from handlers.payloads import CompareOptions, ComparePayloadV1
 from handlers.tree import FileInfo, GuestTree
 
 CONFIG_ROOT = "/etc"
+WINDOWS_CONFIG_ROOT = "/Windows/System32/drivers/etc"
 FILE_ROOTS = ("/boot", "/opt", "/root", "/home", "/srv", "/usr/local", "/var/spool/cron")
 MAX_DIFF_BYTES = 1024 * 1024
 MAX_DIFF_LINES = 2000
@@ -46,7 +54,8 @@ def _diff_records(before: list[dict[str, Any]], after: list[dict[str, Any]], key
     new = {r[key]: r for r in after}
     changed = []
     for name in sorted(old.keys() & new.keys()):
-        changes = {f: {"from": old[name][f], "to": new[name][f]} for f in fields if old[name][f] != new[name][f]}
+        changes = {f: {"from": old[name].get(f), "to": new[name].get(f)} for f in fields
+                   if old[name].get(f) != new[name].get(f)}
         if changes:
             changed.append({key: name, "changes": changes})
     return {"added": sorted(new.keys() - old.keys()), "removed": sorted(old.keys() - new.keys()),
@@ -174,6 +183,89 @@ def compare_file_sets(a: GuestTree, b: GuestTree, top: str, *, ignore_timestamps
 # ---------------------------------------------------------------------------------------- assembly
 
 _USER_FIELDS = ("uid", "gid", "gecos", "home", "shell", "password", "login_allowed", "groups", "sudo")
+_WINDOWS_USER_FIELDS = ("rid", "full_name", "comment", "disabled", "password_never_expires", "groups")
+_WINDOWS_SERVICE_FIELDS = ("display_name", "start_type", "type", "image_path", "account")
+
+
+class GuestRecords:
+    """What compare reads of one guest, each part read once: from the registry on Windows (its SYSTEM
+    hive readable), from the files under /etc otherwise."""
+
+    def __init__(self, tree: GuestTree) -> None:
+        self.tree = tree
+
+    def _hive(self, name: str) -> Hive | None:
+        return open_hive(self.tree, name)[0]
+
+    @cached_property
+    def system(self) -> Hive | None:
+        return self._hive("SYSTEM")
+
+    @property
+    def windows(self) -> bool:
+        return self.system is not None
+
+    @property
+    def os(self) -> str:
+        return "windows" if self.windows else "linux"
+
+    @property
+    def config_root(self) -> str:
+        return WINDOWS_CONFIG_ROOT if self.windows else CONFIG_ROOT
+
+    @cached_property
+    def packages(self) -> list[dict[str, Any]]:
+        if not self.windows:
+            return read_packages(self.tree)["packages"]
+        software = self._hive("SOFTWARE")
+        return installed_applications(software) if software else []
+
+    @cached_property
+    def users(self) -> list[dict[str, Any]]:
+        if not self.windows:
+            return read_users(self.tree)
+        sam = self.sam
+        return local_users(sam) if sam else []
+
+    @cached_property
+    def sam(self) -> Hive | None:
+        return self._hive("SAM")
+
+    @cached_property
+    def groups(self) -> list[dict[str, Any]]:
+        if not self.windows:
+            return read_groups(self.tree)
+        return local_groups(self.sam, self.users) if self.sam else []
+
+    @cached_property
+    def services(self) -> dict[str, Any] | list[dict[str, Any]]:
+        """Linux: ``read_services``; Windows: every service with its start type."""
+        if not self.windows:
+            return read_services(self.tree)
+        assert self.system is not None
+        return windows_services(self.system)
+
+    def service_names(self) -> list[dict[str, Any]]:
+        """The services as records with a name only: the enabled units, or every Windows service."""
+        services = self.services
+        return [{"name": s["name"]} for s in (services if isinstance(services, list) else services["enabled"])]
+
+
+def _compare_accounts_and_services(a: GuestRecords, b: GuestRecords) -> dict[str, Any]:
+    """users, groups and services; between a Linux and a Windows guest, by name only."""
+    if a.windows != b.windows:
+        return {"users": _diff_records(a.users, b.users, "name", ()),
+                "groups": _diff_records(a.groups, b.groups, "name", ()),
+                "services": _diff_records(a.service_names(), b.service_names(), "name", ())}
+    if a.windows:
+        assert isinstance(a.services, list) and isinstance(b.services, list)
+        return {"users": _diff_records(a.users, b.users, "name", _WINDOWS_USER_FIELDS),
+                "groups": _diff_records(a.groups, b.groups, "name", ("rid", "comment", "members")),
+                "services": _diff_records(a.services, b.services, "name", _WINDOWS_SERVICE_FIELDS)}
+    assert isinstance(a.services, dict) and isinstance(b.services, dict)
+    return {"users": _diff_records(a.users, b.users, "name", _USER_FIELDS),
+            "groups": _diff_records(a.groups, b.groups, "name", ("gid", "members")),
+            "services": compare_services(a.services, b.services)}
 
 
 def compare_trees(a: GuestTree, b: GuestTree, options: CompareOptions | None = None,
@@ -181,18 +273,17 @@ def compare_trees(a: GuestTree, b: GuestTree, options: CompareOptions | None = N
     """Differences from baseline ``a`` to target ``b``; sections follow the compare_* options."""
     options = options or CompareOptions()
     report_progress: Callable[[str, int, str], None] = progress or _no_progress
-    report: dict[str, Any] = {}
+    base, target = GuestRecords(a), GuestRecords(b)
+    report: dict[str, Any] = {"os": {"baseline": base.os, "target": target.os}}
     if options.compare_packages:
-        report_progress("package_scan", 55, "comparing packages")
-        packages = compare_packages(read_packages(a)["packages"], read_packages(b)["packages"])
-        report["packages"] = packages
+        report_progress("package_scan", 55, "comparing packages" if not base.windows else "comparing applications")
+        report["packages"] = compare_packages(base.packages, target.packages)
     if options.compare_config:
         report_progress("service_scan", 65, "comparing users, groups and services")
-        report["users"] = _diff_records(read_users(a), read_users(b), "name", _USER_FIELDS)
-        report["groups"] = _diff_records(read_groups(a), read_groups(b), "name", ("gid", "members"))
-        report["services"] = compare_services(read_services(a), read_services(b))
-        report_progress("security_scan", 75, "comparing /etc")
-        report["config"] = compare_file_sets(a, b, CONFIG_ROOT, ignore_timestamps=options.ignore_timestamps,
+        report.update(_compare_accounts_and_services(base, target))
+        roots = {base.config_root, target.config_root}
+        report_progress("security_scan", 75, f"comparing {' and '.join(sorted(roots))}")
+        report["config"] = compare_file_sets(a, b, base.config_root, ignore_timestamps=options.ignore_timestamps,
                                              with_diffs=True)
     if options.compare_files:
         report_progress("disk_inspection", 80, "comparing file listings")
@@ -212,7 +303,9 @@ def _summary(report: dict[str, Any]) -> dict[str, int]:
             summary[f"packages_{kind}"] = len(report["packages"][kind])
     if "users" in report:
         summary["users_changed"] = sum(len(report["users"][k]) for k in ("added", "removed", "changed"))
-        summary["services_changed"] = len(report["services"]["enabled"]) + len(report["services"]["disabled"])
+        services = report["services"]
+        summary["services_changed"] = (len(services["enabled"]) + len(services["disabled"]) if "enabled" in services
+                                       else sum(len(services[k]) for k in ("added", "removed", "changed")))
         summary["config_files_changed"] = sum(len(report["config"][k]) for k in ("added", "removed", "modified"))
     if "files" in report:
         summary["files_changed"] = sum(len(part[k]) for part in report["files"].values()

@@ -131,11 +131,11 @@ def test_identical_trees_and_timestamps(tmp_path: Path) -> None:
 
 def test_options_switch_sections(pair: tuple[Path, Path]) -> None:
     options = CompareOptions(compare_packages=False, compare_config=False, compare_files=False)
-    assert compare_trees(DirectoryTree(pair[0]), DirectoryTree(pair[1]), options) == {"summary": {"total": 0},
-                                                                                      "truncated": []}
+    assert compare_trees(DirectoryTree(pair[0]), DirectoryTree(pair[1]), options) == {
+        "os": {"baseline": "linux", "target": "linux"}, "summary": {"total": 0}, "truncated": []}
     only = compare_trees(DirectoryTree(pair[0]), DirectoryTree(pair[1]), CompareOptions(compare_config=False,
                                                                                        compare_files=False))
-    assert sorted(only) == ["packages", "summary", "truncated"]
+    assert sorted(only) == ["os", "packages", "summary", "truncated"]
 
 
 def test_rpm_installonly_kernels_compare_as_sets(tmp_path: Path) -> None:
@@ -205,3 +205,80 @@ def test_compare_openrc_runlevels_and_the_init_system(tmp_path: Path) -> None:
     assert services["openrc"] == {"enabled": ["nginx"], "disabled": ["crond"],
                                   "changed": [{"name": "sshd", "from": ["default"], "to": ["boot", "default"]}]}
     assert services["sysv"] == {"enabled": [], "disabled": [], "changed": []} and services["enabled"] == []
+
+
+# --- Windows guests ------------------------------------------------------------------------------------
+HOSTS = "Windows/System32/drivers/etc/hosts"
+WINDOWS_DRIFT = {
+    "SOFTWARE": {"WOW6432Node/Microsoft/Windows/CurrentVersion/Uninstall/Notepad++": {"DisplayVersion": "8.6.4"},
+                 "Microsoft/Windows/CurrentVersion/Uninstall/Git_is1": {"DisplayName": "Git",
+                                                                         "DisplayVersion": "2.43.0"}},
+    "SYSTEM": {"ControlSet001/Services/RemoteRegistry": {"Start": 2},
+               "ControlSet001/Services/Updater": {"DisplayName": "Updater", "Start": 2, "Type": 0x10,
+                                                   "ImagePath": "C:\\Users\\Public\\updater.exe",
+                                                   "ObjectName": "LocalSystem"}},
+}
+
+
+def _windows_pair(base: Path) -> tuple[Path, Path]:
+    """A Windows Server baseline and a drifted copy: an application upgraded and one installed, a service
+    turned on and one added, the Guest account enabled, the hosts file changed."""
+    from tests.guestdata_windows import make_windows_tree
+
+    a, b = base / "win-a", base / "win-b"
+    make_windows_tree(a)
+    make_windows_tree(b, registry=WINDOWS_DRIFT, guest_enabled=True)
+    for root, extra in ((a, ""), (b, "10.9.9.9\tupdates.example.net\n")):
+        (root / HOSTS).parent.mkdir(parents=True)
+        (root / HOSTS).write_text("127.0.0.1\tlocalhost\n" + extra)
+    return a, b
+
+
+def test_compare_windows_guests_applications_services_users(tmp_path: Path) -> None:
+    a, b = _windows_pair(tmp_path)
+    report = compare_trees(DirectoryTree(a), DirectoryTree(b))
+    assert report["os"] == {"baseline": "windows", "target": "windows"}
+    packages = report["packages"]
+    assert [(p["name"], p["version"], p["arch"]) for p in packages["added"]] == [("Git", "2.43.0", "x64")]
+    assert packages["removed"] == []
+    assert packages["changed"] == [{"name": "Notepad++ (32-bit x86)", "arch": "x86", "from": "8.6.2", "to": "8.6.4"}]
+    services = report["services"]
+    assert services["added"] == ["Updater"] and services["removed"] == []
+    assert services["changed"] == [{"name": "RemoteRegistry",
+                                    "changes": {"start_type": {"from": "disabled", "to": "automatic"}}}]
+    assert report["users"] == {"added": [], "removed": [], "changed": [
+        {"name": "Guest", "changes": {"disabled": {"from": True, "to": False}}}]}
+    assert report["groups"] == {"added": [], "removed": [], "changed": []}
+    hosts = report["config"]["modified"]
+    assert [entry["path"] for entry in hosts] == ["/" + HOSTS]
+    assert "+10.9.9.9\tupdates.example.net" in hosts[0]["diff"]
+    assert report["summary"]["packages_added"] == 1 and report["summary"]["services_changed"] == 2
+    assert report["summary"]["users_changed"] == 1
+
+
+def test_compare_a_linux_guest_with_a_windows_one_by_name(tmp_path: Path) -> None:
+    from tests.guestdata_windows import make_windows_tree
+
+    make_debian_tree(tmp_path / "linux")
+    make_windows_tree(tmp_path / "windows")
+    report = compare_trees(DirectoryTree(tmp_path / "linux"), DirectoryTree(tmp_path / "windows"))
+    assert report["os"] == {"baseline": "linux", "target": "windows"}
+    assert "Administrator" in report["users"]["added"] and "root" in report["users"]["removed"]
+    assert "WinDefend" in report["services"]["added"] and report["users"]["changed"] == []
+    assert any(p["name"] == "7-Zip 23.01 (x64)" for p in report["packages"]["added"])
+
+
+def test_handler_compares_windows_images(tmp_path: Path) -> None:
+    a, b = _windows_pair(tmp_path)
+    images = tmp_path / "images"
+    images.mkdir()
+    build_image(a, images / "a.qcow2", layout="windows", fmt="qcow2")
+    build_image(b, images / "b.raw", layout="windows", fmt="raw")
+    ctx = FakeContext(work_dir=tmp_path, allowed_dirs=[images])
+    payload = ComparePayloadV1.model_validate({"baseline": {"path": str(images / "a.qcow2")},
+                                               "target": {"path": str(images / "b.raw")}})
+    report = CompareHandler().execute(ctx, payload).data
+    assert report["os"] == {"baseline": "windows", "target": "windows"}
+    assert [p["name"] for p in report["packages"]["added"]] == ["Git"]
+    assert report["services"]["added"] == ["Updater"] and report["users"]["changed"][0]["name"] == "Guest"
+    assert [entry["path"] for entry in report["config"]["modified"]] == ["/" + HOSTS]
