@@ -165,16 +165,20 @@ def test_secrets_are_never_diffed(tmp_path: Path) -> None:
     assert "hunter2" not in repr(report) and report["config"]["added"] == ["/etc/ssh/ssh_host_ed25519_key"]
 
 
-def test_handler_compares_images(tmp_path: Path) -> None:
-    a, b = _make_pair(tmp_path)
+def _images(tmp_path: Path, a: Path, b: Path, layout: str) -> tuple[Path, dict[str, Any]]:
+    """The two trees as a qcow2 baseline and a raw target, and a payload comparing them into diff.json."""
     images = tmp_path / "images"
     images.mkdir()
-    build_image(a, images / "a.qcow2", layout="plain", fmt="qcow2")
-    build_image(b, images / "b.raw", layout="plain", fmt="raw")
+    build_image(a, images / "a.qcow2", layout=layout, fmt="qcow2")
+    build_image(b, images / "b.raw", layout=layout, fmt="raw")
+    return images, {"baseline": {"path": str(images / "a.qcow2")}, "target": {"path": str(images / "b.raw")},
+                    "output": {"destination": str(images / "diff.json")}}
+
+
+def test_handler_compares_images(tmp_path: Path) -> None:
+    images, data = _images(tmp_path, *_make_pair(tmp_path), "plain")
     ctx = FakeContext(work_dir=tmp_path, allowed_dirs=[images])
-    payload = ComparePayloadV1.model_validate({
-        "baseline": {"path": str(images / "a.qcow2")}, "target": {"path": str(images / "b.raw")},
-        "output": {"destination": str(images / "diff.json")}})
+    payload = ComparePayloadV1.model_validate(data)
     result = CompareHandler().execute(ctx, payload)
     report = result.data
     assert [p["name"] for p in report["packages"]["added"]] == ["nginx"]
@@ -269,15 +273,9 @@ def test_compare_a_linux_guest_with_a_windows_one_by_name(tmp_path: Path) -> Non
 
 
 def test_handler_compares_windows_images(tmp_path: Path) -> None:
-    a, b = _windows_pair(tmp_path)
-    images = tmp_path / "images"
-    images.mkdir()
-    build_image(a, images / "a.qcow2", layout="windows", fmt="qcow2")
-    build_image(b, images / "b.raw", layout="windows", fmt="raw")
-    ctx = FakeContext(work_dir=tmp_path, allowed_dirs=[images])
-    payload = ComparePayloadV1.model_validate({"baseline": {"path": str(images / "a.qcow2")},
-                                               "target": {"path": str(images / "b.raw")}})
-    report = CompareHandler().execute(ctx, payload).data
+    images, data = _images(tmp_path, *_windows_pair(tmp_path), "windows")
+    report = CompareHandler().execute(FakeContext(work_dir=tmp_path, allowed_dirs=[images]),
+                                      ComparePayloadV1.model_validate(data)).data
     assert report["os"] == {"baseline": "windows", "target": "windows"}
     assert [p["name"] for p in report["packages"]["added"]] == ["Git"]
     assert report["services"]["added"] == ["Updater"] and report["users"]["changed"][0]["name"] == "Guest"
