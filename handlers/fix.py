@@ -120,11 +120,12 @@ class FixHandler(Handler):
                             "(they would be silently flattened)",
                             snapshots=[s.get("name") for s in info.snapshots], backing_file=info.backing_file,
                             external_files=info.external_files)
-            self._refuse_unwritable(ctx, payload, image)
             if payload.dry_run:
+                self._refuse_unwritable(ctx, payload, image)
                 return self._dry_run(ctx, payload, paths, image, started)
             work = ctx.work_dir / f"fix-{ctx.job_id}.raw"
-            _check_room(ctx, paths, image, work)
+            _check_room(ctx, paths, image, work)  # the cheap refusal first
+            self._refuse_unwritable(ctx, payload, image)
             try:
                 return self._fix(ctx, payload, paths, image, work, started)
             finally:
