@@ -62,23 +62,37 @@ def _diff_records(before: list[dict[str, Any]], after: list[dict[str, Any]], key
             "changed": changed}
 
 
-def compare_packages(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, Any]:
-    """Keyed by (name, arch); several installed versions (kernels) are compared as sets."""
+def application_key(application: dict[str, Any]) -> tuple[str, str]:
+    """A Windows application by its uninstall key, which an upgrade keeps while its display name
+    ("7-Zip 23.01 (x64)") changes."""
+    return application["key"], application["arch"] or ""
+
+
+def compare_packages(before: list[dict[str, Any]], after: list[dict[str, Any]],
+                     key: Callable[[dict[str, Any]], tuple[str, str]] = package_key) -> dict[str, Any]:
+    """Keyed by ``key`` ((name, arch)); several installed versions (kernels) are compared as sets. A
+    change keyed by something other than the name names the key, and the name it had where that changed."""
     old: dict[tuple[str, str], list[dict[str, Any]]] = {}
     new: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for side, packages in ((old, before), (new, after)):
         for package in packages:
-            side.setdefault(package_key(package), []).append(package)
+            side.setdefault(key(package), []).append(package)
     added: list[dict[str, Any]] = []
     removed: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
-    for key in sorted(old.keys() | new.keys()):
-        was = {format_version(p): p for p in old.get(key, [])}
-        now = {format_version(p): p for p in new.get(key, [])}
+    for name in sorted(old.keys() | new.keys()):
+        was = {format_version(p): p for p in old.get(name, [])}
+        now = {format_version(p): p for p in new.get(name, [])}
         if was.keys() == now.keys():
             continue
         if len(was) == 1 and len(now) == 1:
-            changed.append({"name": key[0], "arch": key[1] or None, "from": next(iter(was)), "to": next(iter(now))})
+            previous, current = next(iter(was.values())), next(iter(now.values()))
+            change = {"name": current["name"], "arch": name[1] or None, "from": next(iter(was)), "to": next(iter(now))}
+            if name[0] != current["name"]:
+                change["key"] = name[0]
+            if previous["name"] != current["name"]:
+                change["from_name"] = previous["name"]
+            changed.append(change)
             continue
         added += [now[v] for v in sorted(now.keys() - was.keys())]
         removed += [was[v] for v in sorted(was.keys() - now.keys())]
@@ -277,7 +291,9 @@ def compare_trees(a: GuestTree, b: GuestTree, options: CompareOptions | None = N
     report: dict[str, Any] = {"os": {"baseline": base.os, "target": target.os}}
     if options.compare_packages:
         report_progress("package_scan", 55, "comparing packages" if not base.windows else "comparing applications")
-        report["packages"] = compare_packages(base.packages, target.packages)
+        both_windows = base.windows and target.windows
+        report["packages"] = compare_packages(base.packages, target.packages,
+                                              application_key if both_windows else package_key)
     if options.compare_config:
         report_progress("service_scan", 65, "comparing users, groups and services")
         report.update(_compare_accounts_and_services(base, target))

@@ -215,6 +215,8 @@ def test_compare_openrc_runlevels_and_the_init_system(tmp_path: Path) -> None:
 HOSTS = "Windows/System32/drivers/etc/hosts"
 WINDOWS_DRIFT = {
     "SOFTWARE": {"WOW6432Node/Microsoft/Windows/CurrentVersion/Uninstall/Notepad++": {"DisplayVersion": "8.6.4"},
+                 "Microsoft/Windows/CurrentVersion/Uninstall/7-Zip": {"DisplayName": "7-Zip 24.07 (x64)",
+                                                                      "DisplayVersion": "24.07"},
                  "Microsoft/Windows/CurrentVersion/Uninstall/Git_is1": {"DisplayName": "Git",
                                                                          "DisplayVersion": "2.43.0"}},
     "SYSTEM": {"ControlSet001/Services/RemoteRegistry": {"Start": 2},
@@ -225,7 +227,7 @@ WINDOWS_DRIFT = {
 
 
 def _windows_pair(base: Path) -> tuple[Path, Path]:
-    """A Windows Server baseline and a drifted copy: an application upgraded and one installed, a service
+    """A Windows Server baseline and a drifted copy: two applications upgraded and one installed, a service
     turned on and one added, the Guest account enabled, the hosts file changed."""
     from tests.guestdata_windows import make_windows_tree
 
@@ -245,7 +247,10 @@ def test_compare_windows_guests_applications_services_users(tmp_path: Path) -> N
     packages = report["packages"]
     assert [(p["name"], p["version"], p["arch"]) for p in packages["added"]] == [("Git", "2.43.0", "x64")]
     assert packages["removed"] == []
-    assert packages["changed"] == [{"name": "Notepad++ (32-bit x86)", "arch": "x86", "from": "8.6.2", "to": "8.6.4"}]
+    assert packages["changed"] == [  # by uninstall key: an upgrade that renames the application is a change
+        {"name": "7-Zip 24.07 (x64)", "arch": "x64", "from": "23.01", "to": "24.07", "key": "7-Zip",
+         "from_name": "7-Zip 23.01 (x64)"},
+        {"name": "Notepad++ (32-bit x86)", "arch": "x86", "from": "8.6.2", "to": "8.6.4", "key": "Notepad++"}]
     services = report["services"]
     assert services["added"] == ["Updater"] and services["removed"] == []
     assert services["changed"] == [{"name": "RemoteRegistry",
