@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -267,22 +268,33 @@ def test_a_file_longer_than_the_job_may_read_is_never_rewritten(env: dict[str, A
 
 # --- filesystems fix cannot write -------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def unwritable(env: dict[str, Any]) -> dict[str, tuple[Path, str, str]]:
-    """Guests whose root fix cannot write: name -> (image, filesystem, a file that exists in it)."""
+def unwritable(env: dict[str, Any]) -> Callable[[str], tuple[Path, str, str]]:
+    """Guests whose root fix cannot write, built when first asked for: name -> (image, filesystem, a file
+    that exists in it). Only btrfs needs loop mounts (a failure in CI where they are missing)."""
     from tests.btrfsbuild import btrfs_guest, need_loop_mounts
     from tests.guestdata_windows import make_windows_tree
 
     base: Path = env["base"] / "unwritable"
     base.mkdir()
-    images = {"xfs": (base / "xfs.qcow2", "xfs", "/etc/hostname")}
-    build_image(env["base"] / "root", images["xfs"][0], "xfs", "qcow2")
-    make_windows_tree(base / "windows-root")
-    images["ntfs"] = (base / "windows.raw", "ntfs", "/Windows/System32/config/SOFTWARE")
-    build_image(base / "windows-root", images["ntfs"][0], "windows", "raw")
-    need_loop_mounts()
-    images["btrfs"] = (base / "btrfs.raw", "btrfs", "/etc/hostname")
-    btrfs_guest(env["base"] / "root", images["btrfs"][0], "fedora", "raw")
-    return images
+    root: Path = env["base"] / "root"
+    built: dict[str, tuple[Path, str, str]] = {}
+
+    def build(guest: str) -> tuple[Path, str, str]:
+        if guest in built:
+            return built[guest]
+        if guest == "xfs":
+            built[guest] = (base / "xfs.qcow2", "xfs", "/etc/hostname")
+            build_image(root, built[guest][0], "xfs", "qcow2")
+        elif guest == "ntfs":
+            make_windows_tree(base / "windows-root")
+            built[guest] = (base / "windows.raw", "ntfs", "/Windows/System32/config/SOFTWARE")
+            build_image(base / "windows-root", built[guest][0], "windows", "raw")
+        else:
+            need_loop_mounts()
+            built[guest] = (base / "btrfs.raw", "btrfs", "/etc/hostname")
+            btrfs_guest(root, built[guest][0], "fedora", "raw")
+        return built[guest]
+    return build
 
 
 OPERATIONS = {
@@ -296,9 +308,9 @@ OPERATIONS = {
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
 @pytest.mark.parametrize("guest", ["xfs", "btrfs", "ntfs"])
 def test_fix_on_a_filesystem_it_cannot_write_is_refused_before_anything_is_written(
-        env: dict[str, Any], unwritable: dict[str, tuple[Path, str, str]], guest: str, operation: str,
+        env: dict[str, Any], unwritable: Callable[[str], tuple[Path, str, str]], guest: str, operation: str,
         dry_run: bool) -> None:
-    image, filesystem, existing = unwritable[guest]
+    image, filesystem, existing = unwritable(guest)
     options = {**OPERATIONS[operation]}
     if operation == "remove_file":
         options["path"] = existing

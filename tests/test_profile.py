@@ -494,3 +494,13 @@ def test_handler_fail_on_critical_keeps_every_finding(debian_image: Path, tmp_pa
     assert {f["severity"] for f in findings} > {"critical"}
     json.dumps(error.details)  # goes into the result document as it is
     assert pickle.loads(pickle.dumps(error)).details == error.details  # crosses process boundaries
+
+
+def test_windows_checks_on_a_guest_without_a_software_hive_are_not_applicable_not_errors(tmp_path: Path) -> None:
+    make_windows_tree(tmp_path / "root")
+    (tmp_path / "root/Windows/System32/config/SOFTWARE").unlink()
+    report = profile_tree(DirectoryTree(tmp_path / "root"))
+    assert report["errors"] == []
+    reasons = {n["id"]: n["reason"] for n in report["not_applicable"]}
+    assert reasons["WIN-008"] == reasons["WIN-013"] == "the guest has no readable registry hive holding this setting"
+    assert "WIN-007" in report["passed"]  # a SYSTEM setting is still judged

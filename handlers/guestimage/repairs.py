@@ -22,6 +22,7 @@ from handlers.tree import read_text
 from .extwrite import ExtWriteError, ExtWriter, FatWriter
 from .fstab import parse_fstab
 from .guest import Guest, open_guest
+from .view import GuestView
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
@@ -404,10 +405,12 @@ def _locate(guest: Guest, path: str, follow: bool) -> tuple[str, str]:
 #: have no such writer outside libguestfs, and NTFS (with the registry hives on it) none the engine trusts
 WRITABLE_FILESYSTEMS = ("ext2", "ext3", "ext4", "vfat")
 #: the operation's target path, known before planning (a plan may fail first on a guest it cannot apply to)
+def _path_option(options: dict[str, Any]) -> str | None:
+    return options.get("path") if isinstance(options.get("path"), str) else None
+
+
 _TARGETS: dict[str, Callable[[dict[str, Any]], str | None]] = {
-    "set_hostname": lambda options: "/etc/hostname",
-    "write_file": lambda options: options.get("path") if isinstance(options.get("path"), str) else None,
-    "remove_file": lambda options: options.get("path") if isinstance(options.get("path"), str) else None,
+    "set_hostname": lambda options: "/etc/hostname", "write_file": _path_option, "remove_file": _path_option,
 }
 
 
@@ -440,7 +443,7 @@ def refuse_unwritable(guest: Guest, operation: str, options: dict[str, Any]) -> 
                                    "path": path})
 
 
-def _existing_ancestor(tree: Any, path: str) -> str:
+def _existing_ancestor(tree: GuestView, path: str) -> str:
     """``path``'s nearest existing directory (itself if it exists), resolved as the guest sees it."""
     current = PurePosixPath(path)
     while True:

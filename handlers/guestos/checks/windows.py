@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from handlers.guestos.checks.base import Evidence, Facts, check
+from handlers.guestos.checks.base import Evidence, Facts, NotApplicable, check
 from handlers.guestos.checks.subjects import WINDOWS
 from handlers.guestos.windows.accounts import local_users
 from handlers.guestos.windows.hives import Hive
@@ -36,12 +36,8 @@ def registry_evidence(found: RegistryValue | None, where: tuple[Hive, str, str],
             "data": data if isinstance(data, int | str | None) else repr(data)}
 
 
-def _hive(facts: Facts, name: str) -> Hive | None:
-    return facts.hives.get(name)
-
-
 def _system_key(facts: Facts, key: str) -> tuple[Hive | None, str]:
-    system = _hive(facts, "SYSTEM")
+    system = facts.hives.get("SYSTEM")
     return system, (f"{control_set(system)}\\{key}" if system is not None else key)
 
 
@@ -54,6 +50,8 @@ def _value_check(id: str, profile: str, severity: str, title: str, description: 
     @check(id, profile, severity, title, description, remediation, references, subject=WINDOWS)
     def run(facts: Facts) -> list[Evidence]:
         places = [place for place in locations(facts) if place[0] is not None]
+        if not places:
+            raise NotApplicable("the guest has no readable registry hive holding this setting")
         found = first_set(*places)
         if not bad(None if found is None else found.data):
             return []
@@ -72,7 +70,7 @@ def _value_check(id: str, profile: str, severity: str, title: str, description: 
        + cis("'Windows Firewall: Public: Firewall state' is set to 'On (recommended)'"),
        subject=WINDOWS)
 def firewall_off(facts: Facts) -> list[Evidence]:
-    software = _hive(facts, "SOFTWARE")
+    software = facts.hives.get("SOFTWARE")
     found = []
     for profile, (local, policy) in PROFILES.items():
         system, key = _system_key(facts, f"Services\\SharedAccess\\Parameters\\FirewallPolicy\\{local}")
@@ -90,7 +88,7 @@ def firewall_off(facts: Facts) -> list[Evidence]:
        "protection: Disabled).",
        cis("'Turn off real-time protection' is set to 'Disabled'"), subject=WINDOWS)
 def defender_off(facts: Facts) -> list[Evidence]:
-    software = _hive(facts, "SOFTWARE")
+    software = facts.hives.get("SOFTWARE")
     found = []
     for key, name in (("Windows Defender\\Real-Time Protection", "DisableRealtimeMonitoring"),
                       ("Windows Defender", "DisableAntiSpyware")):
@@ -136,7 +134,7 @@ def smb1(facts: Facts) -> list[Evidence]:
            "'Enabled'"),
        subject=WINDOWS)
 def rdp_without_nla(facts: Facts) -> list[Evidence]:
-    software = _hive(facts, "SOFTWARE")
+    software = facts.hives.get("SOFTWARE")
     policy = f"{POLICIES}\\Windows NT\\Terminal Services"
     system, server = _system_key(facts, "Control\\Terminal Server")
     deny = first_set((software, policy, "fDenyTSConnections"), (system, server, "fDenyTSConnections"))
@@ -158,7 +156,7 @@ def rdp_without_nla(facts: Facts) -> list[Evidence]:
        cis("'MSS: (AutoAdminLogon) Enable Automatic Logon (not recommended)' is set to 'Disabled'"),
        subject=WINDOWS)
 def autologon_password(facts: Facts) -> list[Evidence]:
-    software = _hive(facts, "SOFTWARE")
+    software = facts.hives.get("SOFTWARE")
     if software is None:
         return []
     password = software.value(WINLOGON, "DefaultPassword")
@@ -176,7 +174,7 @@ def autologon_password(facts: Facts) -> list[Evidence]:
        "Disabled).",
        cis("'Accounts: Guest account status' is set to 'Disabled'"), subject=WINDOWS)
 def guest_enabled(facts: Facts) -> list[Evidence]:
-    sam = _hive(facts, "SAM")
+    sam = facts.hives.get("SAM")
     if sam is None:
         return []
     guest = next((u for u in local_users(sam) if u["rid"] == GUEST_RID), None)
@@ -206,7 +204,7 @@ _value_check(
     "Set EnableLUA = 1 (Group Policy: User Account Control: Run all administrators in Admin Approval Mode: "
     "Enabled) and restart.",
     cis("'User Account Control: Run all administrators in Admin Approval Mode' is set to 'Enabled'"),
-    lambda facts: [(_hive(facts, "SOFTWARE"), UAC, "EnableLUA")], lambda data: data == 0,
+    lambda facts: [(facts.hives.get("SOFTWARE"), UAC, "EnableLUA")], lambda data: data == 0,
     "0 turns UAC off; the default is 1")
 _value_check(
     "WIN-009", "hardening", "medium", "LSA protection is off",
@@ -241,7 +239,7 @@ _value_check(
        cis("'Configure Automatic Updates' is set to 'Enabled'"), subject=WINDOWS)
 def updates_off(facts: Facts) -> list[Evidence]:
     found = []
-    software = _hive(facts, "SOFTWARE")
+    software = facts.hives.get("SOFTWARE")
     policy = f"{POLICIES}\\Windows\\WindowsUpdate\\AU"
     if software is not None and software.value(policy, "NoAutoUpdate") == 1:
         found.append(registry_evidence(RegistryValue(software, policy, "NoAutoUpdate", 1),
@@ -260,6 +258,6 @@ _value_check(
     "Set EnableScriptBlockLogging = 1 under the PowerShell\\ScriptBlockLogging policy key (Group Policy: "
     "Windows PowerShell > Turn on PowerShell Script Block Logging: Enabled).",
     cis("'Turn on PowerShell Script Block Logging' is set to 'Enabled'"),
-    lambda facts: [(_hive(facts, "SOFTWARE"), f"{POLICIES}\\Windows\\PowerShell\\ScriptBlockLogging",
+    lambda facts: [(facts.hives.get("SOFTWARE"), f"{POLICIES}\\Windows\\PowerShell\\ScriptBlockLogging",
                     "EnableScriptBlockLogging")],
     lambda data: data != 1, "off unless 1")
