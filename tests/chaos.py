@@ -713,8 +713,9 @@ class Chaos:
             "worker_processes": self._worker_processes(),
         }
         name = f"{job_id}.json"
+        # every name holding the job id: a claim (<pid>@<host>@<token>@<file>), a numbered move, a reason
         found["dropped_file"] = {folder or "jobs": sorted(e.name for e in os.scandir(self.jobs_dir / folder)
-                                                          if e.name.endswith(name))
+                                                          if job_id in e.name)
                                  for folder in ("", ".processing", "done", "failed")
                                  if (self.jobs_dir / folder).is_dir()}
         reason = self.jobs_dir / "failed" / f"{name}.reason.txt"

@@ -385,6 +385,29 @@ def test_claims_of_a_dead_bridge_are_recovered_exactly_once(start_worker: Callab
     assert_nothing_left(jobs_dir)
 
 
+def test_a_bridge_killed_between_the_reason_and_the_move_leaves_the_file_under_its_own_name(
+        jobs_dir: Path) -> None:
+    """A bridge writes a failed file's reason, then moves the file beside it. Killed between the two
+    (found by reasoning from chaos, issue 27), the bridge that adopts the claim moves the file to
+    failed/ under its own name with its reason; the file went to ``<name>.1.json`` instead, where
+    nothing that looks for ``failed/<name>`` finds it, leaving the reason without its file."""
+    import app.celery  # noqa: F401 - the guestkit app is the one the bridge submits through
+    from app.intake.bridge import Bridge, BridgeConfig
+
+    claims, failed = jobs_dir / CLAIMS, jobs_dir / "failed"
+    claims.mkdir()
+    failed.mkdir()
+    name = "half-moved.json"
+    (claims / f"{_dead_pid()}@{HOST}@{uuid.uuid4().hex[:16]}@{name}").write_text('{"version": "1.0"')
+    (failed / f"{name}.reason.txt").write_text(f"file: {name}\nerror: INVALID_JSON\n")  # what it wrote first
+    with Bridge(BridgeConfig(jobs_dir=jobs_dir, settle=0.0, budget=5.0)) as bridge:
+        bridge.tick()
+    assert sorted(p.name for p in failed.iterdir()) == [name, f"{name}.reason.txt"]
+    assert (failed / name).read_text() == '{"version": "1.0"'
+    assert (failed / f"{name}.reason.txt").read_text().startswith(f"file: {name}\nerror: ")
+    assert not list(claims.iterdir())
+
+
 # --- latency --------------------------------------------------------------------------------
 def _drop_to_running(jobs: Path, count: int) -> list[float]:
     """Seconds from the rename into the jobs directory to the job's ``running`` transition."""

@@ -512,7 +512,8 @@ class Bridge:
         the name is taken), its reason file beside it; return the name it got."""
         into, claims = self.folders[folder], self.folders[CLAIMS]
         for dest in _candidate_names(claim.name):
-            if _lexists(into, dest) or (reason is not None and _lexists(into, _reason_name(dest))):
+            if _lexists(into, dest) or (reason is not None and _lexists(into, _reason_name(dest))
+                                        and not _unfinished_move(into, dest, claim)):
                 continue
             if reason is not None:
                 write_atomic(_reason_name(dest), reason.encode("utf-8", "backslashreplace"), dir_fd=into)
@@ -570,6 +571,23 @@ def _open_folders(jobs_dir: Path) -> dict[str, int]:
             os.close(fd)
         raise
     return folders
+
+
+def _unfinished_move(into: int, dest: str, claim: Claim) -> bool:
+    """Whether the reason file of ``dest`` (whose file is not there) was written for ``claim`` by a
+    bridge that died before moving the file beside it: the claim was adopted and the reason names
+    its file. That name is then the claim's to take (the reason is written again)."""
+    if not claim.recovered:
+        return False
+    head = f"file: {claim.name}\n".encode("utf-8", "backslashreplace")
+    try:
+        fd = os.open(_reason_name(dest), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=into)
+    except OSError:
+        return False
+    try:
+        return os.read(fd, len(head)) == head
+    finally:
+        os.close(fd)
 
 
 def _lexists(folder: int, name: str) -> bool:
