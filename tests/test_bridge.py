@@ -408,6 +408,56 @@ def test_a_bridge_killed_between_the_reason_and_the_move_leaves_the_file_under_i
     assert not list(claims.iterdir())
 
 
+def _claimer(kind: str) -> Iterator[int]:
+    """A process standing for the bridge that made a claim: ``live`` runs, ``zombie`` was killed and
+    not reaped (``os.kill(pid, 0)`` still finds it)."""
+    import psutil
+
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        if kind == "zombie":
+            os.kill(proc.pid, signal.SIGKILL)
+            wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE, 10, "the zombie")
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("claimer", ["live", "zombie"])
+def test_claims_are_adopted_only_from_a_bridge_that_is_gone(jobs_dir: Path, claimer: str) -> None:
+    """A killed bridge its parent has not reaped yet (a zombie, as in a container whose init does not
+    reap) is gone: its claims are adopted (they stayed claimed for ever: the pid answered a signal).
+    A live one keeps its claims."""
+    import app.celery  # noqa: F401 - the guestkit app is the one the bridge submits through
+    from app.intake.bridge import Bridge, BridgeConfig
+
+    claims = jobs_dir / CLAIMS
+    claims.mkdir()
+    for pid in _claimer(claimer):
+        claim = claims / f"{pid}@{HOST}@{uuid.uuid4().hex[:16]}@claimed.json"
+        claim.write_text("not json")
+        with Bridge(BridgeConfig(jobs_dir=jobs_dir, settle=0.0, budget=5.0)) as bridge:
+            bridge.tick()
+        if claimer == "live":
+            assert claim.exists() and not list((jobs_dir / "failed").iterdir())
+        else:
+            assert not claim.exists() and (jobs_dir / "failed" / "claimed.json").exists()
+
+
+def test_a_process_that_started_after_a_claim_did_not_make_it(tmp_path: Path) -> None:
+    """The pid of a dead bridge given to a later process: that process is not the claimer (a claim is
+    made by a rename, which sets its change time)."""
+    from app.intake.bridge import _claimed_by_it
+
+    (tmp_path / "claim").write_text("")
+    (entry,) = os.scandir(tmp_path)
+    claimed = entry.stat(follow_symlinks=False).st_ctime
+    assert _claimed_by_it(entry, claimed - 3600)  # the bridge that made it started before it
+    assert _claimed_by_it(entry, claimed + 0.2)  # within the clocks' rounding: taken as the claimer
+    assert not _claimed_by_it(entry, claimed + 5)  # started later: the pid was reused
+
+
 # --- latency --------------------------------------------------------------------------------
 def _drop_to_running(jobs: Path, count: int) -> list[float]:
     """Seconds from the rename into the jobs directory to the job's ``running`` transition."""

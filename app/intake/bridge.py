@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
 from pydantic import BaseModel, Field
 
 from app.intake.arrivals import Arrivals, DirectoryEvents
@@ -84,6 +85,9 @@ _RECOVERY_SHARE = 50
 #: seconds before a file whose handling raised something unexpected is tried again
 _RETRY_DELAY = 1.0
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+#: seconds a claim may seem older than the process that made it (a claim's change time comes from the
+#: kernel's coarse clock, a process's start time from /proc in clock ticks: this covers the rounding)
+_START_TIME_SLACK = 0.5
 
 
 class BridgeConfig(BaseModel):
@@ -202,13 +206,19 @@ class Bridge:
         adopted = 0
         me = os.getpid()
         claims = self.folders[CLAIMS]
+        started: dict[int, float | None] = {}  # pid → when the process of that pid started (None: none runs)
         for entry in _scandir(claims):
             parsed = parse_claim_name(entry.name)
             if parsed is None:
                 continue
             pid, host, token, name = parsed
-            if token in self.tracked or host != HOST or (pid != me and _pid_alive(pid)):
+            if token in self.tracked or host != HOST:
                 continue
+            if pid != me:
+                if pid not in started:
+                    started[pid] = _started_at(pid)
+                if started[pid] is not None and _claimed_by_it(entry, started[pid]):
+                    continue
             mine = claim_name(token, name)
             if pid != me:
                 try:
@@ -621,14 +631,28 @@ def _scandir(folder: int) -> list[os.DirEntry[str]]:
         return list(entries)
 
 
-def _pid_alive(pid: int) -> bool:
+def _started_at(pid: int) -> float | None:
+    """When the process ``pid`` started (seconds since the epoch); None when no process of that pid
+    runs, a killed one its parent has not reaped yet (a zombie) included."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.Error:
+        return 0.0  # cannot tell: a process runs, and it may be the claimer
+
+
+def _claimed_by_it(entry: os.DirEntry[str], started: float) -> bool:
+    """Whether a process that started at ``started`` can have made the claim ``entry``: one that
+    started after the claim was made (its change time: the claim is a rename) got a dead bridge's pid.
+    (The start time read from /proc may be up to a second early: such a process counts as the claimer.)"""
+    try:
+        return started <= entry.stat(follow_symlinks=False).st_ctime + _START_TIME_SLACK
+    except FileNotFoundError:
+        return True  # gone meanwhile: nothing to adopt
 
 
 def run(bridge: Bridge, interval: float, should_stop: Callable[[], bool] = lambda: False) -> None:
