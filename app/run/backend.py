@@ -146,24 +146,22 @@ class GuestkitBackend(KeyValueStoreBackend):
 
     def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
         doc = self.read_result(task_id)
-        if doc is not None:
-            state = CELERY_STATE[JobState(doc["status"])]
-            result: Any = doc
-            if state != celery_states.SUCCESS:
-                result = {"exc_type": "JobFailed", "exc_module": "app.plugin.errors", "exc_message": [doc]}
-            return self.meta_from_decoded({"task_id": task_id, "status": state, "result": result,
-                                           "traceback": None, "children": [], "date_done": doc.get(
-                                               "completed_at") or doc.get("failed_at")})
-        status = self.store.get(task_id)
-        if status is None:
-            return {"task_id": task_id, "status": celery_states.PENDING, "result": None}
-        state = CELERY_STATE[status.state]
-        info: Any = None
-        if status.state is JobState.RUNNING and (progress := self.store.latest_progress(task_id)):
-            state, info = PROGRESS, progress
-        elif status.terminal:  # the result file is written first, so this is a race with cleanup
-            state = CELERY_STATE[status.state]
-        return {"task_id": task_id, "status": state, "result": info}
+        if doc is None:
+            status = self.store.get(task_id)
+            if status is None:
+                return {"task_id": task_id, "status": celery_states.PENDING, "result": None}
+            if not status.terminal:
+                if status.state is JobState.RUNNING and (progress := self.store.latest_progress(task_id)):
+                    return {"task_id": task_id, "status": PROGRESS, "result": progress}
+                return {"task_id": task_id, "status": CELERY_STATE[status.state], "result": None}
+            # it ended between the two reads: its result file is written before its terminal state
+            doc = self.read_result(task_id) or _without_result_file(status)
+        state = CELERY_STATE[JobState(doc["status"])]
+        result: Any = doc
+        if state != celery_states.SUCCESS:
+            result = {"exc_type": "JobFailed", "exc_module": "app.plugin.errors", "exc_message": [doc]}
+        return self.meta_from_decoded({"task_id": task_id, "status": state, "result": result, "traceback": None,
+                                       "children": [], "date_done": doc.get("completed_at") or doc.get("failed_at")})
 
     # --- plain key/value, for Celery's own use (groups, chords) ---------------------------
     def _kv_path(self, key: bytes | str) -> Path:
@@ -191,6 +189,16 @@ class GuestkitBackend(KeyValueStoreBackend):
 #: and where an address-space limit refuses them it crashes the process (SIGSEGV) instead of
 #: raising MemoryError; measured with orjson 3.13 (a 100 MB string needs 950 MB to 1 GB)
 ORJSON_RESERVE_FACTOR = 12
+
+
+def _without_result_file(status: JobStatus) -> dict[str, Any]:
+    """What is known of a job that ended but whose result file is gone (removed by an operator or a
+    clean-up): its status and error, said to be all there is."""
+    error = dict(status.error or {})
+    note = "its result file is missing (removed after the job ended)"
+    error["message"] = f"{error['message']}; {note}" if error.get("message") else note
+    return {"job_id": status.job_id, "status": status.state.value, "error": error,
+            "result_file_missing": True}
 
 
 def compact_size(doc: dict[str, Any]) -> int:
