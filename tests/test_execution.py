@@ -15,7 +15,7 @@ from celery.result import AsyncResult
 from app.celery import app as celery_app
 from app.intake import api
 from app.plugin.errors import ErrorCode, JobError, JobFailed, ValidationFailed
-from app.protocol.results import ErrorInfo, failure_result
+from app.protocol.results import ErrorInfo, failure_result, success_result
 from app.protocol.states import JobState, JobStatus, utc_now
 from tests.conftest import SEED_JOB, SESSION_DIR, WorkerProcess, make_job, new_job_id, routed, wait_for
 
@@ -196,6 +196,37 @@ def test_cancel_queued_job_on_offline_worker_never_starts(start_worker, pool_nam
     later.result(timeout=30)  # the worker has drained the queue past the cancelled job
     assert runs(tmp) == []
     assert handle.status().state is JobState.CANCELLED
+
+
+def test_a_job_a_worker_starts_while_it_is_cancelled_ends_as_its_run_ends(pool_name: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cancel`` reads the job queued, asks it to stop, and ends it cancelled. A worker that started it
+    in between (forced here: it starts when the request is written) got its run ended under it, then
+    wrote its own result over the cancel's: the result file said completed, the state cancelled. Now
+    the cancel ends a job only under its run lease; the worker holds it, so the worker's end stands."""
+    from app.store.factory import open_store
+
+    backend = celery_app.backend
+    handle = api.submit(routed(make_job(), pool_name))  # a pool nobody serves: it stays queued
+    worker_store = open_store(os.environ["GUESTKIT_STORE_URL"])  # a worker's own: its own run leases
+    worker = "worker@elsewhere/1"
+    ask = backend.store.request_cancel
+
+    def worker_starts_now(job_id: str) -> None:
+        ask(job_id)
+        assert worker_store.acquire_run(job_id, worker, ttl=30)
+        worker_store.update(job_id, lambda s: s.advance(JobState.ASSIGNED, worker_id=worker)
+                            .advance(JobState.RUNNING, worker_id=worker))
+
+    monkeypatch.setattr(backend.store, "request_cancel", worker_starts_now)
+    assert handle.cancel().state is JobState.RUNNING  # asked to stop: the worker ends it
+    running = worker_store.get(handle.job_id)
+    # the worker's handler returned before it saw the request: the job completed
+    backend.save_final(success_result(handle.job_id, worker_id=worker, started_at=running.started_at,
+                                      finished_at=utc_now(), attempt=1, idempotency_key=None, data={}),
+                       current=running)
+    worker_store.release_run(handle.job_id, worker)
+    assert backend.read_result(handle.job_id)["status"] == handle.status().state.value == "completed"
 
 
 def test_non_cancellable_job_refuses_clearly(pool_name: str) -> None:

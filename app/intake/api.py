@@ -136,11 +136,11 @@ def cancel(job_id: str) -> JobStatus:
     store.request_cancel(job_id)
     if current.state in (JobState.PENDING, JobState.QUEUED):
         error = JobError(ErrorCode.CANCELLED, "the job was cancelled before it started", recoverable=False)
-        try:
-            backend.save_final(failure_result(job_id, ErrorInfo.from_job_error(error, "queued"),
-                                              status="cancelled", finished_at=utc_now(),
-                                              attempt=current.attempt, idempotency_key=current.idempotency_key))
+        try:  # (None: a worker took it meanwhile; it sees the request and stops)
+            backend.end_unless_taken(failure_result(job_id, ErrorInfo.from_job_error(error, "queued"),
+                                                    status="cancelled", finished_at=utc_now(),
+                                                    attempt=current.attempt, idempotency_key=current.idempotency_key))
         except InvalidTransition:
-            pass  # a worker took it meanwhile: it sees the request and stops
+            pass  # a worker ran it meanwhile and left it in a state a cancel cannot follow
     app.control.revoke(job_id)
     return store.get(job_id)  # type: ignore[return-value]

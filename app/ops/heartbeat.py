@@ -145,8 +145,10 @@ class Heartbeat(bootsteps.StartStopStep):
                              attempt=job.execution.attempt, idempotency_key=job.idempotency_key,
                              observability=job.observability_dict)
         try:
-            self.backend.save_final(doc)
+            ended = self.backend.end_unless_taken(doc)
         except InvalidTransition:
-            pass  # a worker took it meanwhile
+            ended = None
         store.mark_unmatched(job.job_id, None)
-        logger.warning("[%s] failed: %s", job.job_id, error.message)
+        if ended is not None and ended.state is JobState.FAILED:
+            logger.warning("[%s] failed: %s", job.job_id, error.message)
+        # else a worker took it meanwhile: that worker can run it

@@ -13,6 +13,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,21 @@ class GuestkitBackend(KeyValueStoreBackend):
             return self.store.end_run(job_id, run_owner, finish, expected=current, progress=progress)
         self.store.append_progress(job_id, *progress)
         return self.store.update(job_id, finish, expected=current)
+
+    def end_unless_taken(self, result: ResultDocument) -> JobStatus | None:
+        """End a job that has not started, from outside its run (a cancel, a job no worker can run):
+        under its run lease, so no worker starts it meanwhile; None, writing nothing, when a worker
+        holds the lease (it runs the job, or is starting it, and ends it itself). Without the lease,
+        a worker that started the job between the caller's look and this write got its run ended
+        here, then wrote its own result over this one: result file and state disagreed."""
+        job_id = result.job_id
+        owner = f"{socket.gethostname()}/{os.getpid()}/{threading.get_ident()}/outside"
+        if not self.store.acquire_run(job_id, owner, ttl=self.settings.run_lease):
+            return None
+        try:
+            return self.save_final(result)
+        finally:
+            self.store.release_run(job_id, owner)
 
     def read_result(self, job_id: str) -> dict[str, Any] | None:
         """The job's result file, read as itself: a symlink planted at its name is no result (the
