@@ -345,6 +345,7 @@ class Chaos:
         self.submitting_done = threading.Event()
         self.stop_watch = threading.Event()
         self.violations: list[str] = []
+        self.broken = False  # set by check(): keep the workspace for a look
         self.events: list[str] = []
         self.image: Path | None = None
 
@@ -856,6 +857,7 @@ class Chaos:
                            for name, problems in v.items()},
             "dossiers": self._dossiers(v),
             "ok": not any(v.values()),
+            "workspace": str(self.workspace),
         }
 
     def _dossiers(self, violations: dict[str, list[str]]) -> dict[str, Any]:
@@ -882,7 +884,7 @@ class Chaos:
             client = redis.Redis.from_url(SHARED_REDIS)
             for key in client.scan_iter(match=f"chaos-{self.tag}:*", count=1000):
                 client.delete(key)
-        if self.args.keep:
+        if self.args.keep or self.broken:  # a broken invariant keeps the workers' logs and the broker folder
             log(f"workspace kept: {self.workspace}")
         else:
             shutil.rmtree(self.workspace, ignore_errors=True)
@@ -962,6 +964,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.sabotage:
             chaos.sabotage()
         report = chaos.check(elapsed)
+        chaos.broken = not report["ok"] and not args.sabotage
         report["seed"] = args.seed
     finally:
         chaos.close()

@@ -30,7 +30,8 @@ def _available(broker: str) -> None:
 def _explain(report: dict) -> str:
     """A broken invariant, compactly (CI shows the end of a failure): the run's seed and length, each
     violation, and what each job named left behind."""
-    lines = [f"seed {report.get('seed')}, {report['elapsed_seconds']} s, final states {report['final_states']}"]
+    lines = [f"seed {report.get('seed')}, {report['elapsed_seconds']} s, final states {report['final_states']}",
+             f"workspace kept (worker logs, broker folder): {report.get('workspace')}"]
     lines += [f"{name}: {example}" for name, v in report["invariants"].items() for example in v["examples"]]
     for job_id, dossier in report["dossiers"].items():
         lines.append(f"{job_id}:")
