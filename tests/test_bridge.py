@@ -3,6 +3,7 @@ writes, duplicates, bursts, two bridges on one directory, a bridge killed mid-ba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -408,6 +409,7 @@ def test_a_bridge_killed_between_the_reason_and_the_move_leaves_the_file_under_i
     assert not list(claims.iterdir())
 
 
+@contextlib.contextmanager
 def _claimer(kind: str) -> Iterator[int]:
     """A process standing for the bridge that made a claim: ``live`` runs, ``zombie`` was killed and
     not reaped (``os.kill(pid, 0)`` still finds it)."""
@@ -434,7 +436,7 @@ def test_claims_are_adopted_only_from_a_bridge_that_is_gone(jobs_dir: Path, clai
 
     claims = jobs_dir / CLAIMS
     claims.mkdir()
-    for pid in _claimer(claimer):
+    with _claimer(claimer) as pid:
         claim = claims / f"{pid}@{HOST}@{uuid.uuid4().hex[:16]}@claimed.json"
         claim.write_text("not json")
         with Bridge(BridgeConfig(jobs_dir=jobs_dir, settle=0.0, budget=5.0)) as bridge:

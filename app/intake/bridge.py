@@ -214,13 +214,12 @@ class Bridge:
             pid, host, token, name = parsed
             if token in self.tracked or host != HOST:
                 continue
+            mine = claim_name(token, name)
             if pid != me:
                 if pid not in started:
                     started[pid] = _started_at(pid)
                 if started[pid] is not None and _claimed_by_it(entry, started[pid]):
-                    continue
-            mine = claim_name(token, name)
-            if pid != me:
+                    continue  # its bridge runs
                 try:
                     os.rename(entry.name, mine, src_dir_fd=claims, dst_dir_fd=claims)  # one adopter wins
                 except FileNotFoundError:
